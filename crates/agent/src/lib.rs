@@ -1,0 +1,1 @@
+//! Edge agent: cloud sync, status reporting, module identities, workload API, edge CA.

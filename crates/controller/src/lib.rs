@@ -1,0 +1,1 @@
+//! EdgeDeployment CRD, module-to-Kubernetes translation and the controller.

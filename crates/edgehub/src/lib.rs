@@ -1,0 +1,1 @@
+//! Edge hub: MQTT broker for modules, route engine, store-and-forward, upstream link.

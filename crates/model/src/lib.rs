@@ -1,0 +1,1 @@
+//! IoT Edge deployment-manifest model: types, schema versions, validation with JSON paths.

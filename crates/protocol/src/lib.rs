@@ -1,0 +1,1 @@
+//! IoT Hub wire contracts: MQTT topics, property bags, SAS tokens, twins, connection strings.

@@ -1,0 +1,1 @@
+//! IoT Hub route and condition language: parser, type-checked compiler, evaluator, router.

@@ -1,0 +1,1 @@
+//! Durable per-endpoint message queues and key-value state on redb.
