@@ -127,6 +127,86 @@ pub enum ConnectError {
     },
 }
 
+/// An MQTT topic or topic filter is not one IoT Hub defines, or is malformed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TopicError {
+    /// No IoT Hub topic family starts like this.
+    #[error("topic \"{0}\" is not an IoT Hub topic")]
+    Unknown(String),
+    /// The topic belongs to a family but a part is wrong.
+    #[error("topic \"{topic}\" is malformed: {reason}")]
+    Malformed {
+        /// The topic as received.
+        topic: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl TopicError {
+    pub(crate) fn malformed(topic: &str, reason: &'static str) -> Self {
+        Self::Malformed {
+            topic: topic.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// A twin document or patch breaks the IoT Hub rules (reference §3.3).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TwinError {
+    /// The patch is not a JSON object.
+    #[error("twin patch must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// The body is not JSON.
+    #[error("twin patch is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// A property name is not allowed.
+    #[error("twin property name \"{key}\" at {path}: {reason}")]
+    BadKey {
+        /// JSON path of the parent.
+        path: String,
+        /// The offending name (truncated to 64 characters).
+        key: String,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+    /// Objects nest deeper than allowed.
+    #[error("twin document at {path} nests deeper than {max} levels")]
+    TooDeep {
+        /// JSON path where the limit was crossed.
+        path: String,
+        /// The limit.
+        max: usize,
+    },
+    /// A value is not allowed.
+    #[error("twin value at {path}: {reason}")]
+    BadValue {
+        /// JSON path of the value.
+        path: String,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+    /// The section would grow past its size limit.
+    #[error("twin {section} would be {size} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// `tags`, `desired` or `reported`.
+        section: &'static str,
+        /// Size after the patch.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `If-Match` named an older etag.
+    #[error("twin etag {given} does not match the current etag {current}")]
+    EtagMismatch {
+        /// The etag the caller sent.
+        given: String,
+        /// The twin's etag.
+        current: String,
+    },
+}
+
 /// Any error of this crate.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum Error {
@@ -142,6 +222,12 @@ pub enum Error {
     /// See [`ConnectError`].
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// See [`TopicError`].
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// See [`TwinError`].
+    #[error(transparent)]
+    Twin(#[from] TwinError),
 }
 
 /// Result with this crate's umbrella error by default.

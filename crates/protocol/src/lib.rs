@@ -28,11 +28,30 @@ mod encoding;
 mod error;
 mod identity;
 mod key;
+mod merge_patch;
+mod message;
+mod property_bag;
 mod sas;
+pub mod topics;
+mod twin;
 
 pub use connection_string::{ConnectionString, ConnectionStringKind, Credential};
 pub use encoding::{decode_component, encode_component};
-pub use error::{ConnectError, ConnectionStringError, Error, KeyError, Result, SasError};
+pub use error::{
+    ConnectError, ConnectionStringError, Error, KeyError, Result, SasError, TopicError, TwinError,
+};
 pub use identity::{Identity, Username, identity_from_connect};
 pub use key::{GENERATED_KEY_LEN, KeyPair, SymmetricKey};
+pub use merge_patch::{
+    MAX_DEPTH, MAX_KEY_BYTES, MAX_SAFE_INTEGER, MAX_STRING_BYTES, merge, validate,
+};
+pub use message::{Message, SYSTEM_PROPERTY_KEYS, SystemProperties};
+pub use property_bag::PropertyBag;
 pub use sas::{SasToken, SasVerifier, VerifiedToken, encode_resource, string_to_sign};
+pub use topics::{
+    C2dTopic, InputTopic, MethodTopic, Subscription, TelemetryTopic, Topic, TwinTopic,
+};
+pub use twin::{
+    MAX_SECTION_BYTES, MAX_TAGS_BYTES, Section, Twin, TwinSection, desired_notification,
+    format_timestamp, parse_patch,
+};
