@@ -1,0 +1,616 @@
+//! [`Tx`]: the operations of one write transaction. The writer runs a whole batch of appends,
+//! acknowledgements and key-value writes through one `Tx` and commits it with one fsync.
+//!
+//! Every operation validates before it modifies anything, so a refused operation (unknown
+//! endpoint, quota) leaves the transaction as it was and the others in the batch still commit. A
+//! storage failure instead poisons the transaction: later operations fail at once and the commit
+//! is refused, so nothing of the batch is half-applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use crate::clock::Timestamp;
+use crate::config::{Config, QuotaPolicy};
+use crate::error::{AckError, AppendError, During, EndpointError, KvError, StorageError};
+use crate::kv::{KvOp, KvWrite, check_name};
+use crate::message::{Appended, NewMessage, Offset};
+use crate::state::{EndpointState, State};
+use crate::stats::EndpointStats;
+use crate::tables::{
+    ENDPOINTS, EXPIRY, EndpointRecord, ExpiryKey, KV_QUEUE_IDS, MESSAGE_REFS, MESSAGES,
+    MessageRefs, NEVER, QUEUES, QueueEntry, QueueKey, RefTarget, STORE_META,
+};
+
+/// Longest endpoint name accepted.
+const MAX_ENDPOINT_NAME: usize = 1024;
+
+/// Why a reference leaves a queue; decides which counter it lands in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Removal {
+    Acked,
+    Expired,
+    Evicted,
+    EndpointRemoved,
+}
+
+/// What a committed transaction changed that others may wait on.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Endpoint names that received messages, with how many.
+    pub(crate) appended: Vec<(String, u64)>,
+    /// References removed because their TTL passed.
+    pub(crate) expired: u64,
+    /// Whether anything was written.
+    pub(crate) dirty: bool,
+}
+
+/// One write transaction over the store; see [`Store::write`](crate::Store::write).
+pub struct Tx<'t> {
+    txn: &'t WriteTransaction,
+    messages: Table<'t, u64, &'static [u8]>,
+    refs: Table<'t, u64, MessageRefs>,
+    queues: Table<'t, QueueKey, QueueEntry>,
+    expiry: Table<'t, ExpiryKey, ()>,
+    endpoints: Table<'t, &'static str, EndpointRecord>,
+    meta: Table<'t, &'static str, u64>,
+    state: &'t mut State,
+    config: &'t Config,
+    now: Timestamp,
+    touched: BTreeSet<u32>,
+    removed_endpoints: Vec<String>,
+    appended: BTreeMap<u32, u64>,
+    expired: u64,
+    dirty: bool,
+    failed: Option<StorageError>,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("now", &self.now)
+            .field("dirty", &self.dirty)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors that may carry a storage failure, which poisons the transaction.
+trait StorageFailure {
+    fn storage(&self) -> Option<&StorageError>;
+}
+
+macro_rules! storage_failure {
+    ($($error:ty),*) => {$(
+        impl StorageFailure for $error {
+            fn storage(&self) -> Option<&StorageError> {
+                match self {
+                    Self::Storage(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+storage_failure!(AppendError, AckError, EndpointError, KvError);
+
+impl StorageFailure for StorageError {
+    fn storage(&self) -> Option<&StorageError> {
+        Some(self)
+    }
+}
+
+impl<'t> Tx<'t> {
+    pub(crate) fn open(
+        txn: &'t WriteTransaction,
+        state: &'t mut State,
+        config: &'t Config,
+        now: Timestamp,
+    ) -> Result<Self, StorageError> {
+        let open = "open tables";
+        Ok(Self {
+            txn,
+            messages: txn.open_table(MESSAGES).during(open)?,
+            refs: txn.open_table(MESSAGE_REFS).during(open)?,
+            queues: txn.open_table(QUEUES).during(open)?,
+            expiry: txn.open_table(EXPIRY).during(open)?,
+            endpoints: txn.open_table(ENDPOINTS).during(open)?,
+            meta: txn.open_table(STORE_META).during(open)?,
+            state,
+            config,
+            now,
+            touched: BTreeSet::new(),
+            removed_endpoints: Vec::new(),
+            appended: BTreeMap::new(),
+            expired: 0,
+            dirty: false,
+            failed: None,
+        })
+    }
+
+    /// The time this transaction runs at (enqueue time of its appends, expiry cut-off).
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Stores a message once and queues a reference to it for every target endpoint.
+    ///
+    /// A message routed to the same endpoint twice is queued there once, at the more urgent
+    /// priority and the longer TTL. When the quota would be exceeded the oldest messages are
+    /// evicted first (or the append is refused, per [`QuotaPolicy`]).
+    pub fn append(&mut self, message: &NewMessage) -> Result<Appended, AppendError> {
+        self.guard(|tx| tx.append_inner(message))
+    }
+
+    /// Acknowledges these offsets of `endpoint`; returns how many were still queued (offsets
+    /// already acknowledged, expired or evicted are ignored, so redelivery is harmless).
+    pub fn ack(&mut self, endpoint: &str, offsets: &[Offset]) -> Result<u64, AckError> {
+        self.guard(|tx| {
+            let id = tx
+                .endpoint_id(endpoint)
+                .ok_or_else(|| AckError::UnknownEndpoint {
+                    endpoint: endpoint.to_owned(),
+                })?;
+            let mut acked = 0;
+            for offset in offsets {
+                if tx.remove_ref((id, offset.priority, offset.seq), Removal::Acked)? {
+                    acked += 1;
+                }
+            }
+            Ok(acked)
+        })
+    }
+
+    /// Acknowledges every message of `endpoint` at `through.priority` up to and including
+    /// `through.seq`. Other priorities are untouched: a message of a more urgent priority that
+    /// arrived after the batch was read is never acknowledged by accident.
+    pub fn ack_through(&mut self, endpoint: &str, through: Offset) -> Result<u64, AckError> {
+        self.guard(|tx| {
+            let id = tx
+                .endpoint_id(endpoint)
+                .ok_or_else(|| AckError::UnknownEndpoint {
+                    endpoint: endpoint.to_owned(),
+                })?;
+            let range = (id, through.priority, 0)..=(id, through.priority, through.seq);
+            let keys = tx.collect_queue_keys(range, usize::MAX)?;
+            for key in &keys {
+                tx.remove_ref(*key, Removal::Acked)?;
+            }
+            Ok(keys.len() as u64)
+        })
+    }
+
+    /// Adds an endpoint; returns false if it already existed.
+    pub fn add_endpoint(&mut self, name: &str) -> Result<bool, EndpointError> {
+        self.guard(|tx| {
+            check_endpoint_name(name)?;
+            if tx.state.ids.contains_key(name) {
+                return Ok(false);
+            }
+            let id = tx.state.next_endpoint_id;
+            tx.state.next_endpoint_id = id.checked_add(1).ok_or(EndpointError::InvalidName {
+                name: name.to_owned(),
+                reason: "the store has run out of endpoint ids",
+            })?;
+            tx.state.ids.insert(name.to_owned(), id);
+            tx.state.endpoints.insert(
+                id,
+                EndpointState {
+                    name: name.to_owned(),
+                    stats: EndpointStats::default(),
+                },
+            );
+            tx.removed_endpoints.retain(|n| n != name);
+            tx.touched.insert(id);
+            tx.dirty = true;
+            Ok(true)
+        })
+    }
+
+    /// Removes an endpoint and drops its references (messages no other endpoint holds are
+    /// deleted); returns false if it did not exist.
+    pub fn remove_endpoint(&mut self, name: &str) -> Result<bool, EndpointError> {
+        self.guard(|tx| {
+            let Some(id) = tx.endpoint_id(name) else {
+                return Ok(false);
+            };
+            let keys = tx.collect_queue_keys((id, 0, 0)..=(id, u32::MAX, u64::MAX), usize::MAX)?;
+            for key in keys {
+                tx.remove_ref(key, Removal::EndpointRemoved)?;
+            }
+            tx.state.ids.remove(name);
+            tx.state.endpoints.remove(&id);
+            tx.touched.remove(&id);
+            tx.appended.remove(&id);
+            tx.removed_endpoints.push(name.to_owned());
+            tx.dirty = true;
+            Ok(true)
+        })
+    }
+
+    /// Removes up to `limit` references whose TTL has passed, counting each as expired; returns
+    /// how many. Every write transaction already does this first, up to
+    /// [`Config::max_expired_per_commit`].
+    pub fn purge_expired(&mut self, limit: usize) -> Result<u64, StorageError> {
+        self.guard(|tx| {
+            let cut_off = tx.now.as_unix_millis();
+            let mut keys = Vec::new();
+            for entry in tx
+                .expiry
+                .range(..=(cut_off, u32::MAX, u32::MAX, u64::MAX))
+                .during("scan expiry index")?
+                .take(limit)
+            {
+                let (key, _) = entry.during("scan expiry index")?;
+                keys.push(key.value());
+            }
+            let mut removed = 0;
+            for (expires_at, endpoint, priority, seq) in keys {
+                if tx.remove_ref((endpoint, priority, seq), Removal::Expired)? {
+                    removed += 1;
+                } else {
+                    // An index entry without its reference: drop it so it is not scanned again.
+                    tx.expiry
+                        .remove((expires_at, endpoint, priority, seq))
+                        .during("remove expiry entry")?;
+                    tx.dirty = true;
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Applies key-value writes atomically; returns the ids given to pushed queue items, in order.
+    pub fn kv(&mut self, writes: &[KvWrite]) -> Result<Vec<u64>, KvError> {
+        self.guard(|tx| {
+            for write in writes {
+                check_name(write.0.table_name())?;
+            }
+            let mut pushed = Vec::new();
+            for write in writes {
+                if let Some(id) = tx.kv_one(&write.0)? {
+                    pushed.push(id);
+                }
+            }
+            tx.dirty |= !writes.is_empty();
+            Ok(pushed)
+        })
+    }
+
+    /// Runs `op`, and poisons the transaction if it hit a storage failure.
+    fn guard<T, E>(&mut self, op: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E>
+    where
+        E: StorageFailure + From<StorageError>,
+    {
+        if let Some(failed) = &self.failed {
+            return Err(failed.clone().into());
+        }
+        let result = op(self);
+        if let Err(e) = &result
+            && let Some(storage) = e.storage()
+        {
+            self.failed = Some(storage.clone());
+        }
+        result
+    }
+
+    fn endpoint_id(&self, name: &str) -> Option<u32> {
+        self.state.ids.get(name).copied()
+    }
+
+    fn append_inner(&mut self, message: &NewMessage) -> Result<Appended, AppendError> {
+        let size = message.payload.len();
+        let limit = self.config.max_message_bytes.min(u32::MAX as usize);
+        if size > limit {
+            return Err(AppendError::MessageTooLarge { size, limit });
+        }
+        if message.targets.is_empty() {
+            return Err(AppendError::NoTargets);
+        }
+        let targets = self.resolve_targets(message)?;
+        self.make_room(size)?;
+
+        let seq = self.state.next_seq;
+        let now = self.now.as_unix_millis();
+        #[allow(clippy::cast_possible_truncation)] // bounded by `limit` above
+        let size32 = size as u32;
+        let err = "append message";
+        self.messages
+            .insert(seq, message.payload.as_ref())
+            .during(err)?;
+        let refs = MessageRefs {
+            size: size32,
+            targets: targets.clone(),
+        };
+        self.refs.insert(seq, &refs).during(err)?;
+        for target in &targets {
+            let entry = QueueEntry {
+                expires_at: target.expires_at,
+                enqueued_at: now,
+                size: size32,
+            };
+            self.queues
+                .insert((target.endpoint_id, target.priority, seq), entry)
+                .during(err)?;
+            if target.expires_at != NEVER {
+                self.expiry
+                    .insert(
+                        (target.expires_at, target.endpoint_id, target.priority, seq),
+                        (),
+                    )
+                    .during(err)?;
+            }
+            if let Some(stats) = self.state.stats_mut(target.endpoint_id) {
+                stats.len += 1;
+                stats.bytes += size as u64;
+                stats.appended_total += 1;
+            }
+            self.touched.insert(target.endpoint_id);
+            *self.appended.entry(target.endpoint_id).or_default() += 1;
+        }
+        self.state.next_seq += 1;
+        self.state.total_bytes += size as u64;
+        self.state.messages += 1;
+        self.dirty = true;
+        Ok(Appended {
+            seq,
+            enqueued_at: self.now,
+        })
+    }
+
+    /// Endpoint names to ids, merging duplicates (most urgent priority, longest TTL).
+    fn resolve_targets(&self, message: &NewMessage) -> Result<Vec<RefTarget>, AppendError> {
+        let mut merged: BTreeMap<u32, RefTarget> = BTreeMap::new();
+        for target in &message.targets {
+            let endpoint_id =
+                self.endpoint_id(&target.endpoint)
+                    .ok_or_else(|| AppendError::UnknownEndpoint {
+                        endpoint: target.endpoint.clone(),
+                    })?;
+            let expires_at = target
+                .ttl
+                .map_or(NEVER, |ttl| self.now.saturating_add(ttl).as_unix_millis());
+            merged
+                .entry(endpoint_id)
+                .and_modify(|t| {
+                    t.priority = t.priority.min(target.priority);
+                    t.expires_at = t.expires_at.max(expires_at);
+                })
+                .or_insert(RefTarget {
+                    endpoint_id,
+                    priority: target.priority,
+                    expires_at,
+                });
+        }
+        Ok(merged.into_values().collect())
+    }
+
+    /// Makes room for `size` more bytes under the quota.
+    fn make_room(&mut self, size: usize) -> Result<(), AppendError> {
+        let Some(quota) = self.config.quota_bytes else {
+            return Ok(());
+        };
+        if size as u64 > quota {
+            return Err(AppendError::QuotaExceeded { size, quota });
+        }
+        while self.state.total_bytes + size as u64 > quota {
+            match self.config.quota_policy {
+                QuotaPolicy::RejectNew => {
+                    return Err(AppendError::StoreFull {
+                        size,
+                        used: self.state.total_bytes,
+                        quota,
+                    });
+                }
+                QuotaPolicy::EvictOldest => {
+                    if !self.evict_oldest()? {
+                        return Err(StorageError::Inconsistent {
+                            detail: format!(
+                                "byte counter says {} bytes stored but no message is left",
+                                self.state.total_bytes
+                            ),
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the oldest message and every reference to it; false if the store is empty.
+    fn evict_oldest(&mut self) -> Result<bool, StorageError> {
+        let err = "evict oldest message";
+        let seq = match self.messages.first().during(err)? {
+            Some((key, _)) => key.value(),
+            None => return Ok(false),
+        };
+        let refs = self
+            .refs
+            .get(seq)
+            .during(err)?
+            .map(|v| v.value())
+            .unwrap_or_default();
+        for target in &refs.targets {
+            self.remove_ref((target.endpoint_id, target.priority, seq), Removal::Evicted)?;
+        }
+        // References already gone (or a message without any) must not stay behind.
+        if self.messages.remove(seq).during(err)?.is_some() {
+            self.forget_message(refs.size);
+            self.refs.remove(seq).during(err)?;
+        }
+        self.state.evicted_messages += 1;
+        self.dirty = true;
+        Ok(true)
+    }
+
+    /// Removes one queue reference; returns false if it was not queued.
+    fn remove_ref(&mut self, key: QueueKey, reason: Removal) -> Result<bool, StorageError> {
+        let err = "remove queued message";
+        let Some(entry) = self.queues.remove(key).during(err)?.map(|v| v.value()) else {
+            return Ok(false);
+        };
+        let (endpoint_id, priority, seq) = key;
+        if entry.expires_at != NEVER {
+            self.expiry
+                .remove((entry.expires_at, endpoint_id, priority, seq))
+                .during(err)?;
+        }
+        if reason != Removal::EndpointRemoved
+            && let Some(stats) = self.state.stats_mut(endpoint_id)
+        {
+            stats.len = stats.len.saturating_sub(1);
+            stats.bytes = stats.bytes.saturating_sub(u64::from(entry.size));
+            match reason {
+                Removal::Acked => stats.acked_total += 1,
+                Removal::Expired => {
+                    stats.expired_total += 1;
+                    self.expired += 1;
+                }
+                Removal::Evicted => stats.evicted_total += 1,
+                Removal::EndpointRemoved => {}
+            }
+            self.touched.insert(endpoint_id);
+        }
+        self.release(seq, endpoint_id)?;
+        self.dirty = true;
+        Ok(true)
+    }
+
+    /// Drops `endpoint_id`'s hold on message `seq`, deleting the message when none is left.
+    fn release(&mut self, seq: u64, endpoint_id: u32) -> Result<(), StorageError> {
+        let err = "release message";
+        let Some(mut refs) = self.refs.remove(seq).during(err)?.map(|v| v.value()) else {
+            return Ok(());
+        };
+        refs.targets.retain(|t| t.endpoint_id != endpoint_id);
+        if refs.targets.is_empty() {
+            if self.messages.remove(seq).during(err)?.is_some() {
+                self.forget_message(refs.size);
+            }
+        } else {
+            self.refs.insert(seq, &refs).during(err)?;
+        }
+        Ok(())
+    }
+
+    fn forget_message(&mut self, size: u32) {
+        self.state.total_bytes = self.state.total_bytes.saturating_sub(u64::from(size));
+        self.state.messages = self.state.messages.saturating_sub(1);
+    }
+
+    fn collect_queue_keys(
+        &self,
+        range: std::ops::RangeInclusive<QueueKey>,
+        limit: usize,
+    ) -> Result<Vec<QueueKey>, StorageError> {
+        let err = "scan queue";
+        let mut keys = Vec::new();
+        for entry in self.queues.range(range).during(err)?.take(limit) {
+            let (key, _) = entry.during(err)?;
+            keys.push(key.value());
+        }
+        Ok(keys)
+    }
+
+    fn kv_one(&mut self, op: &KvOp) -> Result<Option<u64>, KvError> {
+        let err = "write key-value table";
+        match op {
+            KvOp::Put { table, key, bytes } => {
+                let mut t = self.txn.open_table(kv_table(table)).during(err)?;
+                t.insert(key.as_str(), bytes.as_slice()).during(err)?;
+            }
+            KvOp::Remove { table, key } => {
+                let mut t = self.txn.open_table(kv_table(table)).during(err)?;
+                t.remove(key.as_str()).during(err)?;
+            }
+            KvOp::Clear { table } => {
+                let mut t = self.txn.open_table(kv_table(table)).during(err)?;
+                t.retain(|_, _| false).during(err)?;
+            }
+            KvOp::Push { queue, bytes } => {
+                let mut ids = self.txn.open_table(KV_QUEUE_IDS).during(err)?;
+                let id = ids.get(*queue).during(err)?.map_or(1, |v| v.value());
+                ids.insert(*queue, id + 1).during(err)?;
+                let mut t = self.txn.open_table(kv_queue(queue)).during(err)?;
+                t.insert(id, bytes.as_slice()).during(err)?;
+                return Ok(Some(id));
+            }
+            KvOp::Ack { queue, ids } => {
+                let mut t = self.txn.open_table(kv_queue(queue)).during(err)?;
+                for id in ids {
+                    t.remove(*id).during(err)?;
+                }
+            }
+            KvOp::AckThrough { queue, id } => {
+                let mut t = self.txn.open_table(kv_queue(queue)).during(err)?;
+                t.retain_in(..=*id, |_, _| false).during(err)?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes changed counters; returns what the commit will have changed.
+    pub(crate) fn finish(mut self) -> Result<Effects, StorageError> {
+        if let Some(failed) = self.failed.take() {
+            return Err(failed);
+        }
+        if !self.dirty {
+            return Ok(Effects::default());
+        }
+        let err = "write endpoint counters";
+        for name in &self.removed_endpoints {
+            if !self.state.ids.contains_key(name) {
+                self.endpoints.remove(name.as_str()).during(err)?;
+            }
+        }
+        for id in &self.touched {
+            if let Some(endpoint) = self.state.endpoints.get(id) {
+                let record = EndpointRecord {
+                    id: *id,
+                    stats: endpoint.stats,
+                };
+                self.endpoints
+                    .insert(endpoint.name.as_str(), record)
+                    .during(err)?;
+            }
+        }
+        self.state.save_counters(&mut self.meta)?;
+        let appended = self
+            .appended
+            .iter()
+            .filter_map(|(id, n)| Some((self.state.endpoints.get(id)?.name.clone(), *n)))
+            .collect();
+        Ok(Effects {
+            appended,
+            expired: self.expired,
+            dirty: true,
+        })
+    }
+}
+
+/// The redb table behind a key-value table.
+pub(crate) fn kv_table(name: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+/// The redb table behind a key-value queue.
+pub(crate) fn kv_queue(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+fn check_endpoint_name(name: &str) -> Result<(), EndpointError> {
+    let reason = if name.is_empty() {
+        "the name is empty"
+    } else if name.len() > MAX_ENDPOINT_NAME {
+        "the name is longer than 1024 bytes"
+    } else if name.chars().any(char::is_control) {
+        "the name contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(EndpointError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}

@@ -1,0 +1,173 @@
+//! The consistency check behind [`Store::verify`](crate::Store::verify): every table must agree
+//! with the others and with the counters. Crash and property tests run it after every reopen.
+
+use std::collections::BTreeMap;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+
+use crate::error::{During, StorageError, VerifyError};
+use crate::state::State;
+use crate::tables::{ENDPOINTS, EXPIRY, MESSAGE_REFS, MESSAGES, NEVER, QUEUES};
+
+/// Stop listing after this many problems; the first ones tell the story.
+const MAX_PROBLEMS: usize = 100;
+
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, problem: impl FnOnce() -> String) {
+        if self.0.len() < MAX_PROBLEMS {
+            self.0.push(problem());
+        }
+    }
+}
+
+pub(crate) fn check(db: &Database, state: &State) -> Result<(), VerifyError> {
+    let txn = db.begin_read().during("begin read")?;
+    let mut problems = Problems::default();
+    check_tables(&txn, state, &mut problems).map_err(VerifyError::Storage)?;
+    if problems.0.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyError::Inconsistent {
+            problems: problems.0,
+        })
+    }
+}
+
+fn check_tables(
+    txn: &ReadTransaction,
+    state: &State,
+    p: &mut Problems,
+) -> Result<(), StorageError> {
+    let err = "verify";
+    let endpoints = txn.open_table(ENDPOINTS).during(err)?;
+    let queues = txn.open_table(QUEUES).during(err)?;
+    let refs = txn.open_table(MESSAGE_REFS).during(err)?;
+    let messages = txn.open_table(MESSAGES).during(err)?;
+    let expiry = txn.open_table(EXPIRY).during(err)?;
+
+    // Endpoint records against the writer's memory.
+    let mut records = BTreeMap::new();
+    for entry in endpoints.iter().during(err)? {
+        let (name, record) = entry.during(err)?;
+        let (name, record) = (name.value().to_owned(), record.value());
+        match state.endpoints.get(&record.id) {
+            Some(known) if known.name == name && known.stats == record.stats => {}
+            _ => p.push(|| format!("endpoint {name:?} record differs from the writer's state")),
+        }
+        records.insert(record.id, (name, record.stats));
+    }
+    if records.len() != state.endpoints.len() {
+        p.push(|| "endpoint table and writer state list different endpoints".to_owned());
+    }
+
+    // Queue references: each points at a stored message that lists it.
+    let mut counted: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for entry in queues.iter().during(err)? {
+        let (key, value) = entry.during(err)?;
+        let ((endpoint, priority, seq), value) = (key.value(), value.value());
+        if !records.contains_key(&endpoint) {
+            p.push(|| format!("queue entry {endpoint}/{priority}/{seq} of unknown endpoint"));
+        }
+        if seq >= state.next_seq {
+            p.push(|| format!("queue entry {endpoint}/{priority}/{seq} is beyond next_seq"));
+        }
+        let listed = refs.get(seq).during(err)?.is_some_and(|r| {
+            r.value().targets.iter().any(|t| {
+                t.endpoint_id == endpoint
+                    && t.priority == priority
+                    && t.expires_at == value.expires_at
+            })
+        });
+        if !listed {
+            p.push(|| format!("queue entry {endpoint}/{priority}/{seq} missing from message refs"));
+        }
+        match messages.get(seq).during(err)? {
+            Some(payload) if payload.value().len() == value.size as usize => {}
+            _ => p.push(|| {
+                format!("queue entry {endpoint}/{priority}/{seq} has no payload of its size")
+            }),
+        }
+        if value.expires_at != NEVER
+            && expiry
+                .get((value.expires_at, endpoint, priority, seq))
+                .during(err)?
+                .is_none()
+        {
+            p.push(|| format!("queue entry {endpoint}/{priority}/{seq} missing from expiry index"));
+        }
+        let c = counted.entry(endpoint).or_default();
+        c.0 += 1;
+        c.1 += u64::from(value.size);
+    }
+    for (id, (name, stats)) in &records {
+        let (len, bytes) = counted.get(id).copied().unwrap_or_default();
+        if (len, bytes) != (stats.len, stats.bytes) {
+            p.push(|| {
+                format!(
+                    "endpoint {name:?} counts {}/{} bytes but holds {len}/{bytes}",
+                    stats.len, stats.bytes
+                )
+            });
+        }
+    }
+
+    // Message refs: each listed reference is queued.
+    for entry in refs.iter().during(err)? {
+        let (seq, value) = entry.during(err)?;
+        let (seq, value) = (seq.value(), value.value());
+        if value.targets.is_empty() {
+            p.push(|| format!("message {seq} is referenced by no endpoint"));
+        }
+        for t in &value.targets {
+            if queues
+                .get((t.endpoint_id, t.priority, seq))
+                .during(err)?
+                .is_none()
+            {
+                p.push(|| {
+                    format!(
+                        "message {seq} lists endpoint {} which does not queue it",
+                        t.endpoint_id
+                    )
+                });
+            }
+        }
+    }
+
+    // Messages: each has refs; totals match the counters.
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for entry in messages.iter().during(err)? {
+        let (seq, payload) = entry.during(err)?;
+        let seq = seq.value();
+        count += 1;
+        bytes += payload.value().len() as u64;
+        if refs.get(seq).during(err)?.is_none() {
+            p.push(|| format!("message {seq} has no refs entry"));
+        }
+    }
+    if (count, bytes) != (state.messages, state.total_bytes) {
+        p.push(|| {
+            format!(
+                "counters say {} messages/{} bytes but the store holds {count}/{bytes}",
+                state.messages, state.total_bytes
+            )
+        });
+    }
+
+    // Expiry index: each entry is a queued reference with that expiry.
+    for entry in expiry.iter().during(err)? {
+        let (key, _) = entry.during(err)?;
+        let (expires_at, endpoint, priority, seq) = key.value();
+        let matches = queues
+            .get((endpoint, priority, seq))
+            .during(err)?
+            .is_some_and(|q| q.value().expires_at == expires_at);
+        if !matches {
+            p.push(|| format!("expiry entry {endpoint}/{priority}/{seq} has no queue entry"));
+        }
+    }
+    Ok(())
+}
