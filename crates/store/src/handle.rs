@@ -47,6 +47,7 @@ struct Inner {
 struct Shared {
     stats: Mutex<StoreStats>,
     watchers: Mutex<HashMap<String, watch::Sender<u64>>>,
+    writer: Mutex<WriterStats>,
 }
 
 impl fmt::Debug for StoreHandle {
@@ -72,6 +73,7 @@ impl StoreHandle {
         let shared = Arc::new(Shared {
             stats: Mutex::new(store.stats()),
             watchers: Mutex::new(HashMap::new()),
+            writer: Mutex::new(WriterStats::default()),
         });
         let reader = store.reader();
         let writer_shared = shared.clone();
@@ -222,6 +224,11 @@ impl StoreHandle {
         lock(&self.inner.shared.stats).clone()
     }
 
+    /// How the writer has batched so far (commits, operations, largest batch).
+    pub fn writer_stats(&self) -> WriterStats {
+        *lock(&self.inner.shared.writer)
+    }
+
     /// A receiver whose value grows by the number of messages appended to `endpoint` by each
     /// commit; a consumer waits on `changed()` instead of polling.
     pub fn subscribe(&self, endpoint: &str) -> watch::Receiver<u64> {
@@ -255,6 +262,21 @@ impl StoreHandle {
             .await
             .map_err(|_| StorageError::Closed)
     }
+}
+
+/// Group-commit counters of a [`StoreHandle`]'s writer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Batches taken from the queue of waiting operations.
+    pub batches_total: u64,
+    /// Batches that changed something and were committed with an fsync.
+    pub commits_total: u64,
+    /// Operations answered (appends, acks, key-value writes, ...).
+    pub operations_total: u64,
+    /// The most operations one batch held.
+    pub largest_batch: u64,
+    /// Batches whose commit failed (every operation in them got the storage error).
+    pub failed_batches_total: u64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -397,6 +419,14 @@ fn commit_batch(store: &mut Store, batch: Vec<Command>, shared: &Shared) {
     });
     match result {
         Ok((outcomes, effects)) => {
+            let mut writer = lock(&shared.writer);
+            writer.batches_total += 1;
+            writer.operations_total += replies.len() as u64;
+            writer.largest_batch = writer.largest_batch.max(replies.len() as u64);
+            if effects.dirty {
+                writer.commits_total += 1;
+            }
+            drop(writer);
             if effects.dirty {
                 *lock(&shared.stats) = store.stats();
                 let watchers = lock(&shared.watchers);
@@ -411,6 +441,7 @@ fn commit_batch(store: &mut Store, batch: Vec<Command>, shared: &Shared) {
             }
         }
         Err(error) => {
+            lock(&shared.writer).failed_batches_total += 1;
             tracing::error!(%error, operations = replies.len(), "store commit failed");
             for reply in replies {
                 reply.fail(&error);

@@ -60,7 +60,7 @@ pub use error::{
     AckError, AppendError, EndpointError, Error, KvError, OpenError, PeekError, Result,
     StorageError, VerifyError,
 };
-pub use handle::StoreHandle;
+pub use handle::{StoreHandle, WriterStats};
 pub use kv::{KvQueue, KvTable, KvWrite};
 pub use message::{
     Appended, DEFAULT_PRIORITY, Delivery, NewMessage, Offset, PeekOptions, Peeked, Target,

@@ -32,7 +32,11 @@ fn peek_does_not_remove_and_unacked_messages_are_redelivered() {
     t.append("a", vec![at("iothub", 1)]);
     assert_eq!(t.payloads("iothub"), ["a"]);
     t.reopen();
-    assert_eq!(t.payloads("iothub"), ["a"], "unacknowledged message survives a restart");
+    assert_eq!(
+        t.payloads("iothub"),
+        ["a"],
+        "unacknowledged message survives a restart"
+    );
 }
 
 #[test]
@@ -61,7 +65,10 @@ fn ack_through_stays_within_its_priority() {
     // Arrives after the batch above was read, but sorts before it.
     t.append("urgent", vec![at("iothub", 0)]);
     t.append("low-3", vec![at("iothub", 5)]);
-    let acked = t.store().ack_through("iothub", Offset::new(5, low2)).unwrap();
+    let acked = t
+        .store()
+        .ack_through("iothub", Offset::new(5, low2))
+        .unwrap();
     assert_eq!(acked, 2);
     assert_eq!(t.payloads("iothub"), ["urgent", "low-3"]);
 }
@@ -75,7 +82,9 @@ fn peek_respects_count_byte_limit_and_cursor() {
     let reader = t.store().reader();
     let two = reader.peek("e", PeekOptions::head(2)).unwrap().deliveries;
     assert_eq!(two.len(), 2);
-    let by_bytes = reader.peek("e", PeekOptions::head(10).with_max_bytes(9)).unwrap();
+    let by_bytes = reader
+        .peek("e", PeekOptions::head(10).with_max_bytes(9))
+        .unwrap();
     assert_eq!(by_bytes.deliveries.len(), 2, "8 bytes fit in 9, 12 do not");
     let rest = reader
         .peek("e", PeekOptions::head(10).after(two[1].offset))
@@ -83,8 +92,14 @@ fn peek_respects_count_byte_limit_and_cursor() {
         .deliveries;
     let rest: Vec<_> = rest.iter().map(|d| d.payload.as_ref()).collect();
     assert_eq!(rest, [b"cccc".as_ref(), b"dddd"]);
-    let one_big = reader.peek("e", PeekOptions::head(10).with_max_bytes(1)).unwrap();
-    assert_eq!(one_big.deliveries.len(), 1, "one message is returned even if over the limit");
+    let one_big = reader
+        .peek("e", PeekOptions::head(10).with_max_bytes(1))
+        .unwrap();
+    assert_eq!(
+        one_big.deliveries.len(),
+        1,
+        "one message is returned even if over the limit"
+    );
 }
 
 #[test]
@@ -93,11 +108,18 @@ fn expired_messages_are_never_delivered_and_are_counted_once_removed() {
     let ttl = Duration::from_secs(60);
     t.append("short", vec![Target::new("iothub").with_ttl(ttl)]);
     t.append("forever", vec![Target::new("iothub")]);
-    t.append("shared", vec![Target::new("iothub").with_ttl(ttl), Target::new("module")]);
+    t.append(
+        "shared",
+        vec![Target::new("iothub").with_ttl(ttl), Target::new("module")],
+    );
     t.advance(Duration::from_secs(59));
     assert_eq!(t.payloads("iothub"), ["short", "forever", "shared"]);
     t.advance(Duration::from_secs(1));
-    let peeked = t.store().reader().peek("iothub", PeekOptions::head(10)).unwrap();
+    let peeked = t
+        .store()
+        .reader()
+        .peek("iothub", PeekOptions::head(10))
+        .unwrap();
     assert_eq!(peeked.skipped_expired, 2);
     assert_eq!(peeked.deliveries.len(), 1);
 
@@ -105,8 +127,14 @@ fn expired_messages_are_never_delivered_and_are_counted_once_removed() {
     let stats = t.store().stats();
     assert_eq!(stats.endpoints["iothub"].expired_total, 2);
     assert_eq!(stats.endpoints["iothub"].len, 1);
-    assert_eq!(stats.endpoints["module"].len, 1, "other endpoint keeps its reference");
-    assert_eq!(stats.messages, 2, "payload still referenced by `module` stays");
+    assert_eq!(
+        stats.endpoints["module"].len, 1,
+        "other endpoint keeps its reference"
+    );
+    assert_eq!(
+        stats.messages, 2,
+        "payload still referenced by `module` stays"
+    );
     assert_eq!(t.payloads("module"), ["shared"]);
     t.store().verify().unwrap();
 }
@@ -114,7 +142,10 @@ fn expired_messages_are_never_delivered_and_are_counted_once_removed() {
 #[test]
 fn any_write_sweeps_expired_messages() {
     let mut t = TestStore::with_endpoints(Config::default(), &["e"]);
-    t.append("old", vec![Target::new("e").with_ttl(Duration::from_secs(1))]);
+    t.append(
+        "old",
+        vec![Target::new("e").with_ttl(Duration::from_secs(1))],
+    );
     t.advance(Duration::from_secs(2));
     t.append("new", vec![Target::new("e")]);
     let stats = t.store().stats();
@@ -154,7 +185,10 @@ fn quota_errors_name_the_limit() {
     let mut t = TestStore::with_endpoints(config, &["a"]);
     let big = NewMessage::new(vec![0; 9], vec![at("a", 0)]);
     let err = t.store().append(&big).unwrap_err();
-    assert!(matches!(err, AppendError::MessageTooLarge { size: 9, limit: 8 }), "{err}");
+    assert!(
+        matches!(err, AppendError::MessageTooLarge { size: 9, limit: 8 }),
+        "{err}"
+    );
     assert!(err.to_string().contains("limit of 8 bytes"), "{err}");
 
     t.append("12345678", vec![at("a", 0)]);
@@ -162,9 +196,23 @@ fn quota_errors_name_the_limit() {
         .store()
         .append(&NewMessage::new(vec![0; 3], vec![at("a", 0)]))
         .unwrap_err();
-    assert!(matches!(err, AppendError::StoreFull { size: 3, used: 8, quota: 10 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            AppendError::StoreFull {
+                size: 3,
+                used: 8,
+                quota: 10
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("raise the quota"), "{err}");
-    assert_eq!(t.payloads("a"), ["12345678"], "nothing already stored is lost");
+    assert_eq!(
+        t.payloads("a"),
+        ["12345678"],
+        "nothing already stored is lost"
+    );
 }
 
 #[test]
@@ -179,7 +227,10 @@ fn message_larger_than_the_quota_is_refused_without_evicting() {
         .store()
         .append(&NewMessage::new(vec![0; 5], vec![at("a", 0)]))
         .unwrap_err();
-    assert!(matches!(err, AppendError::QuotaExceeded { size: 5, quota: 4 }), "{err}");
+    assert!(
+        matches!(err, AppendError::QuotaExceeded { size: 5, quota: 4 }),
+        "{err}"
+    );
     assert_eq!(t.payloads("a"), ["keep"]);
 }
 
@@ -192,8 +243,14 @@ fn append_to_unknown_endpoint_or_nowhere_is_refused() {
         .unwrap_err();
     assert!(matches!(&err, AppendError::UnknownEndpoint { endpoint } if endpoint == "nope"));
     assert!(err.to_string().contains("add_endpoint"), "{err}");
-    assert!(t.payloads("a").is_empty(), "a refused append stores nothing");
-    let err = t.store().append(&NewMessage::new(&b"x"[..], vec![])).unwrap_err();
+    assert!(
+        t.payloads("a").is_empty(),
+        "a refused append stores nothing"
+    );
+    let err = t
+        .store()
+        .append(&NewMessage::new(&b"x"[..], vec![]))
+        .unwrap_err();
     assert!(matches!(err, AppendError::NoTargets));
 }
 
@@ -201,7 +258,12 @@ fn append_to_unknown_endpoint_or_nowhere_is_refused() {
 fn duplicate_targets_are_queued_once_at_the_most_urgent_priority() {
     let mut t = TestStore::with_endpoints(Config::default(), &["a"]);
     t.append("x", vec![at("a", 7), at("a", 2)]);
-    let d = t.store().reader().peek("a", PeekOptions::head(10)).unwrap().deliveries;
+    let d = t
+        .store()
+        .reader()
+        .peek("a", PeekOptions::head(10))
+        .unwrap()
+        .deliveries;
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].offset.priority, 2);
 }
@@ -232,7 +294,11 @@ fn removing_an_endpoint_drops_its_references_only() {
     assert_eq!(stats.messages, 1);
     assert!(!stats.endpoints.contains_key("a"));
     assert_eq!(t.payloads("b"), ["both"]);
-    let err = t.store().reader().peek("a", PeekOptions::head(1)).unwrap_err();
+    let err = t
+        .store()
+        .reader()
+        .peek("a", PeekOptions::head(1))
+        .unwrap_err();
     assert!(matches!(err, PeekError::UnknownEndpoint { .. }));
     let err = t.store().ack("a", &[]).unwrap_err();
     assert!(matches!(err, AckError::UnknownEndpoint { .. }));
@@ -247,7 +313,11 @@ fn removing_an_endpoint_drops_its_references_only() {
 #[test]
 fn bad_endpoint_names_are_refused_with_the_reason() {
     let mut t = TestStore::new(Config::default());
-    for (name, reason) in [("", "empty"), ("a\nb", "control"), (&"x".repeat(1025), "1024")] {
+    for (name, reason) in [
+        ("", "empty"),
+        ("a\nb", "control"),
+        (&"x".repeat(1025), "1024"),
+    ] {
         let err = t.store().add_endpoint(name).unwrap_err();
         assert!(matches!(err, EndpointError::InvalidName { .. }));
         assert!(err.to_string().contains(reason), "{err}");
@@ -269,14 +339,22 @@ fn everything_survives_a_reopen_and_sequence_numbers_are_not_reused() {
     assert_eq!(t.store().stats(), before);
     assert_eq!(t.store().reader().stats().unwrap(), before);
     let second = t.append("two", vec![at("a", 1)]);
-    assert!(second > first, "a stale ack of `first` must not hit `second`");
+    assert!(
+        second > first,
+        "a stale ack of `first` must not hit `second`"
+    );
 }
 
 #[test]
 fn second_open_of_the_same_file_says_it_is_in_use() {
     let mut t = TestStore::new(Config::default());
     let path = t.store().path().to_path_buf();
-    let err = Store::open(&path, Config::default(), std::sync::Arc::new(t.clock.clone())).unwrap_err();
+    let err = Store::open(
+        &path,
+        Config::default(),
+        std::sync::Arc::new(t.clock.clone()),
+    )
+    .unwrap_err();
     assert!(matches!(err, OpenError::AlreadyOpen { .. }), "{err}");
     assert!(err.to_string().contains("already open"), "{err}");
 }

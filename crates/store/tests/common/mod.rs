@@ -19,7 +19,12 @@ impl TestStore {
     pub fn new(config: Config) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(Timestamp::from_unix_millis(1_700_000_000_000));
-        let store = Store::open(dir.path().join("store.redb"), config.clone(), Arc::new(clock.clone())).unwrap();
+        let store = Store::open(
+            dir.path().join("store.redb"),
+            config.clone(),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
         Self {
             dir,
             clock,
