@@ -187,19 +187,11 @@ impl Authenticator {
                 rights: policy.rights.clone(),
             });
         }
-        // A device token: `sr={hub}/devices/{d}`.
-        let resource = token.resource();
-        let mut segs = resource.trim_end_matches('/').split('/').skip(1);
-        let device_id = match (segs.next(), segs.next(), segs.next()) {
-            (Some(d), Some(id), None) if d.eq_ignore_ascii_case("devices") => {
-                ironedge_protocol::decode_component(id).into_owned()
-            }
-            _ => {
-                return Err(AuthError::Token(SasError::WrongResource {
-                    token: resource.clone(),
-                    expected: "{hub}/devices/{deviceId} or a policy token with skn".into(),
-                }));
-            }
+        let Some(device_id) = device_of_token(&token) else {
+            return Err(AuthError::Token(SasError::WrongResource {
+                token: token.resource(),
+                expected: "{hub}/devices/{deviceId} or a policy token with skn".into(),
+            }));
         };
         let record = lookup_device(&device_id)
             .ok_or_else(|| AuthError::UnknownIdentity(device_id.clone()))?;
@@ -258,6 +250,21 @@ impl Authenticator {
             return Err(AuthError::Disabled(resource_path.to_owned()));
         }
         Ok(verified.expiry)
+    }
+}
+
+/// The device a device token (`sr={hub}/devices/{d}`, no `skn`) speaks for.
+pub fn device_of_token(token: &SasToken) -> Option<String> {
+    if token.key_name().is_some() {
+        return None;
+    }
+    let resource = token.resource();
+    let mut segs = resource.trim_end_matches('/').split('/').skip(1);
+    match (segs.next(), segs.next(), segs.next()) {
+        (Some(d), Some(id), None) if d.eq_ignore_ascii_case("devices") => {
+            Some(ironedge_protocol::decode_component(id).into_owned())
+        }
+        _ => None,
     }
 }
 

@@ -59,6 +59,9 @@ pub enum ConfigurationError {
         /// Parse error.
         error: QueryError,
     },
+    /// The deployment manifest in `modulesContent` is invalid (every error, one per line).
+    #[error("invalid deployment manifest:\n{0}")]
+    Manifest(String),
     /// A create found an existing configuration.
     #[error("configuration {0:?} already exists; send If-Match: \"*\" or its etag to update it")]
     AlreadyExists(String),
@@ -416,8 +419,19 @@ pub fn validate_modules_content(mc: &Map<String, Value>) -> Result<(), Configura
                 ));
             }
         }
+        validate_manifest(mc)?;
     }
     Ok(())
+}
+
+/// Validates a full `modulesContent` as the edge agent will (`ironedge_model`), so a deployment
+/// that no agent would accept is refused up front.
+pub fn validate_manifest(mc: &Map<String, Value>) -> Result<(), ConfigurationError> {
+    let doc = serde_json::json!({ "modulesContent": mc });
+    ironedge_model::Manifest::check_value(&doc)
+        .into_result()
+        .map(|_| ())
+        .map_err(|errors| ConfigurationError::Manifest(errors.to_string()))
 }
 
 /// Module id → full desired properties, from `modulesContent` with only full entries

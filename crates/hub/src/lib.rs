@@ -2,9 +2,16 @@
 
 pub mod auth;
 pub mod configuration;
+mod error;
 pub mod etag;
+pub mod metrics;
 pub mod query;
 pub mod registry;
+pub mod rest;
+pub mod service;
 pub mod storage;
 pub mod time;
 pub mod twin;
+
+pub use error::{Error, Result};
+pub use service::{Hub, HubSettings};

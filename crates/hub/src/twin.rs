@@ -449,8 +449,8 @@ fn metadata_for(v: &Value, stamp: &Map<String, Value>) -> Value {
     Value::Object(m)
 }
 
-/// Plain JSON merge-patch (tags carry no metadata).
-fn merge_plain(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+/// Plain JSON merge-patch without metadata (tags, and building desired documents).
+pub fn merge_plain(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     for (k, v) in patch {
         match (target.get_mut(k), v) {
             (_, Value::Null) => {

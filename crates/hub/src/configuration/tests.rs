@@ -11,7 +11,13 @@ fn obj(v: Value) -> Map<String, Value> {
 
 fn base_content(image: &str) -> Value {
     json!({
-        "$edgeAgent": {"properties.desired": {"schemaVersion": "1.1", "modules": {
+        "$edgeAgent": {"properties.desired": {"schemaVersion": "1.1",
+            "runtime": {"type": "docker", "settings": {"minDockerVersion": "v1.25"}},
+            "systemModules": {
+                "edgeAgent": {"type": "docker", "settings": {"image": "mcr.microsoft.com/azureiotedge-agent:1.5"}},
+                "edgeHub": {"type": "docker", "status": "running", "restartPolicy": "always",
+                            "settings": {"image": "mcr.microsoft.com/azureiotedge-hub:1.5"}}},
+            "modules": {
             "sensor": {"type": "docker", "status": "running", "settings": {"image": image}}}}},
         "$edgeHub": {"properties.desired": {"schemaVersion": "1.1", "routes": {"up": "FROM /messages/* INTO $upstream"},
                      "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}}},
@@ -219,6 +225,24 @@ fn invalid_content_names_the_path() {
         Configuration::apply_request("Upper", req(base_content("i")), None, &IfMatch::Absent, "t"),
         Err(ConfigurationError::InvalidId { .. })
     ));
+}
+
+#[test]
+fn a_manifest_the_agent_would_reject_is_refused_with_its_json_path() {
+    let mut content = base_content("img:1");
+    content["$edgeAgent"]["properties.desired"]["modules"]["sensor"]["status"] = json!("sleeping");
+    let req = ConfigurationRequest {
+        content: Some(ConfigurationContent {
+            modules_content: Some(obj(content)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let err = Configuration::apply_request("d", req, None, &IfMatch::Absent, "t").unwrap_err();
+    assert!(
+        matches!(&err, ConfigurationError::Manifest(m) if m.contains("sensor") && m.contains("status")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -257,6 +257,8 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn get_module(&self, device_id: &str, module_id: &str) -> Result<Option<Module>>;
     /// Modules of a device.
     fn list_modules(&self, device_id: &str) -> Result<Vec<Module>>;
+    /// Every module of every device (queries over `devices.modules`).
+    fn list_all_modules(&self) -> Result<Vec<Module>>;
     /// Creates a module with its twin; conflict if it exists.
     fn create_module(&self, module: &Module, twin: &Twin) -> Result<()>;
     /// Replaces a module at `expected_revision`.

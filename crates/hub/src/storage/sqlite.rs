@@ -288,6 +288,14 @@ impl Storage for SqliteStorage {
         docs.map(|d| decode("module", &d?)).collect()
     }
 
+    fn list_all_modules(&self) -> Result<Vec<Module>> {
+        let conn = self.read();
+        let mut stmt =
+            conn.prepare_cached("SELECT doc FROM modules ORDER BY device_id, module_id")?;
+        let docs = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        docs.map(|d| decode("module", &d?)).collect()
+    }
+
     fn create_module(&self, module: &Module, twin: &Twin) -> Result<()> {
         let mut conn = self.write();
         let tx = conn.transaction()?;
