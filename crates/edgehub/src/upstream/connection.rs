@@ -1,0 +1,409 @@
+//! One upstream MQTT connection for one identity, with its reconnect loop.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ironedge_protocol::{C2dTopic, Identity, MethodTopic, TwinTopic};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, TokenSource, UpstreamError, UpstreamEvent, UpstreamSettings};
+
+/// The api-version the edge hub announces upstream.
+const API_VERSION: &str = "2021-04-12";
+/// Largest packet accepted or sent upstream: the 256 KiB message limit plus topic room.
+const MAX_PACKET: usize = 256 * 1024 + 16 * 1024;
+/// Where twin answers arrive; every connection subscribes to it.
+const TWIN_RESPONSES: &str = "$iothub/twin/res/#";
+
+/// Publishes waiting for their packet id, then for their PUBACK.
+#[derive(Default)]
+struct Acks {
+    awaiting_pkid: VecDeque<oneshot::Sender<()>>,
+    inflight: HashMap<u16, oneshot::Sender<()>>,
+}
+
+/// An identity's upstream connection.
+pub struct Connection {
+    identity: Identity,
+    connected: watch::Sender<bool>,
+    client: Mutex<Option<AsyncClient>>,
+    /// Keeps "remember the ack slot, then queue the publish" atomic so slots match packet ids.
+    order: tokio::sync::Mutex<()>,
+    acks: Mutex<Acks>,
+    subscriptions: Mutex<BTreeSet<String>>,
+    requests: Mutex<HashMap<String, oneshot::Sender<(u16, Bytes)>>>,
+    next_rid: AtomicU64,
+    operation_timeout: Duration,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("identity", &self.identity)
+            .field("connected", &*self.connected.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Connection {
+    /// Creates the connection and spawns its reconnect loop.
+    pub(super) fn start(
+        identity: Identity,
+        settings: UpstreamSettings,
+        tokens: Arc<dyn TokenSource>,
+        events: mpsc::Sender<UpstreamEvent>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let (connected, _) = watch::channel(false);
+        let conn = Arc::new(Self {
+            identity,
+            connected,
+            client: Mutex::new(None),
+            order: tokio::sync::Mutex::new(()),
+            acks: Mutex::new(Acks::default()),
+            subscriptions: Mutex::new(BTreeSet::from([TWIN_RESPONSES.to_owned()])),
+            requests: Mutex::new(HashMap::new()),
+            next_rid: AtomicU64::new(1),
+            operation_timeout: settings.operation_timeout,
+        });
+        tokio::spawn(run(conn.clone(), settings, tokens, events, shutdown));
+        conn
+    }
+
+    /// The identity this connection speaks for.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// True while connected.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Waits until connected, or until `timeout` passes.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.connected.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn client(&self) -> Result<AsyncClient, UpstreamError> {
+        if !self.is_connected() {
+            return Err(UpstreamError::Offline(self.identity.to_string()));
+        }
+        lock(&self.client)
+            .clone()
+            .ok_or_else(|| UpstreamError::Offline(self.identity.to_string()))
+    }
+
+    /// Publishes at QoS 1; the returned receiver resolves on the cloud's PUBACK and errors if the
+    /// connection drops first.
+    pub async fn publish(
+        &self,
+        topic: String,
+        payload: Bytes,
+    ) -> Result<oneshot::Receiver<()>, UpstreamError> {
+        let client = self.client()?;
+        let _order = self.order.lock().await;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.acks).awaiting_pkid.push_back(tx);
+        if client
+            .publish_bytes(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .is_err()
+        {
+            lock(&self.acks).awaiting_pkid.pop_back();
+            return Err(UpstreamError::Closed(self.identity.to_string()));
+        }
+        Ok(rx)
+    }
+
+    /// Publishes at QoS 0 (method responses, twin requests).
+    async fn publish_qos0(&self, topic: String, payload: Bytes) -> Result<(), UpstreamError> {
+        let client = self.client()?;
+        client
+            .publish_bytes(topic, QoS::AtMostOnce, false, payload)
+            .await
+            .map_err(|_| UpstreamError::Closed(self.identity.to_string()))
+    }
+
+    /// Subscribes now (if connected) and after every reconnect.
+    pub async fn ensure_subscribed(&self, filter: &str) {
+        let added = lock(&self.subscriptions).insert(filter.to_owned());
+        if added && let Ok(client) = self.client() {
+            let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
+        }
+    }
+
+    async fn request(
+        &self,
+        operation: &'static str,
+        topic_for: impl FnOnce(String) -> String,
+        payload: Bytes,
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        let rid = self.next_rid.fetch_add(1, Ordering::Relaxed).to_string();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.requests).insert(rid.clone(), tx);
+        let sent = self.publish_qos0(topic_for(rid.clone()), payload).await;
+        if let Err(e) = sent {
+            lock(&self.requests).remove(&rid);
+            return Err(e);
+        }
+        let identity = self.identity.to_string();
+        match tokio::time::timeout(self.operation_timeout, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(UpstreamError::Closed(identity)),
+            Err(_) => {
+                lock(&self.requests).remove(&rid);
+                Err(UpstreamError::Timeout {
+                    operation,
+                    identity,
+                })
+            }
+        }
+    }
+
+    /// Fetches the twin (`{desired, reported}`) from the cloud.
+    pub async fn get_twin(&self) -> Result<serde_json::Value, UpstreamError> {
+        let (status, body) = self
+            .request(
+                "twin GET",
+                |rid| TwinTopic::Get { rid }.to_string(),
+                Bytes::new(),
+            )
+            .await?;
+        if status != 200 {
+            return Err(self.status_error("twin GET", status));
+        }
+        serde_json::from_slice(&body).map_err(|_| self.status_error("twin GET", 500))
+    }
+
+    /// Sends a reported-properties patch; returns the cloud's new reported version if it said.
+    pub async fn patch_reported(&self, patch: &serde_json::Value) -> Result<(), UpstreamError> {
+        let body = Bytes::from(serde_json::to_vec(patch).unwrap_or_default());
+        let (status, _) = self
+            .request(
+                "reported patch",
+                |rid| TwinTopic::ReportedPatch { rid, version: None }.to_string(),
+                body,
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(self.status_error("reported patch", status));
+        }
+        Ok(())
+    }
+
+    /// Answers a direct method call from the cloud.
+    pub async fn method_response(
+        &self,
+        rid: &str,
+        status: i32,
+        payload: Bytes,
+    ) -> Result<(), UpstreamError> {
+        let topic = MethodTopic::Response {
+            status,
+            rid: rid.to_owned(),
+        }
+        .to_string();
+        self.publish_qos0(topic, payload).await
+    }
+
+    fn status_error(&self, operation: &'static str, status: u16) -> UpstreamError {
+        UpstreamError::Status {
+            operation,
+            identity: self.identity.to_string(),
+            status,
+        }
+    }
+
+    fn on_outgoing_publish(&self, pkid: u16) {
+        if pkid == 0 {
+            return;
+        }
+        let mut acks = lock(&self.acks);
+        if let Some(tx) = acks.awaiting_pkid.pop_front() {
+            acks.inflight.insert(pkid, tx);
+        }
+    }
+
+    fn on_puback(&self, pkid: u16) {
+        if let Some(tx) = lock(&self.acks).inflight.remove(&pkid) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Fails everything in flight: the senders are dropped, so waiters see an error.
+    fn fail_in_flight(&self) {
+        *lock(&self.acks) = Acks::default();
+        lock(&self.requests).clear();
+        *lock(&self.client) = None;
+    }
+
+    async fn dispatch(&self, topic: &str, payload: Bytes, events: &mpsc::Sender<UpstreamEvent>) {
+        if let Ok(t) = TwinTopic::parse(topic) {
+            match t {
+                TwinTopic::Response { status, rid, .. } => {
+                    if let Some(tx) = lock(&self.requests).remove(&rid) {
+                        let _ = tx.send((status, payload));
+                    }
+                }
+                TwinTopic::DesiredPatch { .. } => {
+                    if let Ok(patch) = serde_json::from_slice(&payload) {
+                        let identity = self.identity.clone();
+                        let _ = events
+                            .send(UpstreamEvent::DesiredPatch { identity, patch })
+                            .await;
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        if let Ok(MethodTopic::Request { name, rid }) = MethodTopic::parse(topic) {
+            let event = UpstreamEvent::MethodRequest {
+                identity: self.identity.clone(),
+                method: name,
+                rid,
+                payload,
+            };
+            let _ = events.send(event).await;
+            return;
+        }
+        if let Ok(c2d) = C2dTopic::parse(topic) {
+            let event = UpstreamEvent::CloudToDevice {
+                identity: self.identity.clone(),
+                property_bag: c2d.properties.format(),
+                payload,
+            };
+            let _ = events.send(event).await;
+            return;
+        }
+        tracing::debug!(identity = %self.identity, topic, "ignoring unexpected upstream publish");
+    }
+}
+
+fn options(identity: &Identity, settings: &UpstreamSettings, token: String) -> MqttOptions {
+    let mut opts = MqttOptions::new(identity.client_id(), settings.host.clone(), settings.port);
+    opts.set_credentials(
+        identity.username(&settings.hub_host_name, API_VERSION),
+        token,
+    );
+    opts.set_keep_alive(settings.keep_alive);
+    opts.set_clean_session(true);
+    opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(
+        settings.tls.clone(),
+    )));
+    opts
+}
+
+/// The reconnect loop: connect with a fresh token, pump events until the connection fails, back
+/// off, repeat until shutdown.
+async fn run(
+    conn: Arc<Connection>,
+    settings: UpstreamSettings,
+    tokens: Arc<dyn TokenSource>,
+    events: mpsc::Sender<UpstreamEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
+    while !shutdown.is_cancelled() {
+        let expiry = unix_now() + settings.token_ttl.as_secs();
+        let Some(token) = tokens.token(&conn.identity, &settings.hub_host_name, expiry) else {
+            tracing::warn!(identity = %conn.identity, "no key to sign an upstream token; retrying later");
+            if sleep_or_shutdown(&mut backoff, &shutdown).await {
+                break;
+            }
+            continue;
+        };
+        let (client, mut eventloop) =
+            AsyncClient::new(options(&conn.identity, &settings, token), 256);
+        *lock(&conn.client) = Some(client.clone());
+        let mut was_connected = false;
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => {
+                    let _ = client.disconnect().await;
+                    break;
+                }
+                event = eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack)))
+                    if ack.code == rumqttc::ConnectReturnCode::Success =>
+                {
+                    was_connected = true;
+                    backoff.reset();
+                    let filters: Vec<String> = lock(&conn.subscriptions).iter().cloned().collect();
+                    for filter in filters {
+                        let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
+                    }
+                    conn.connected.send_replace(true);
+                    tracing::info!(identity = %conn.identity, "upstream connected");
+                    let _ = events
+                        .send(UpstreamEvent::Connected(conn.identity.clone()))
+                        .await;
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => conn.on_outgoing_publish(pkid),
+                Ok(Event::Incoming(Packet::PubAck(ack))) => conn.on_puback(ack.pkid),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    conn.dispatch(&p.topic, p.payload, &events).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(identity = %conn.identity, error = %e, "upstream connection lost");
+                    break;
+                }
+            }
+        }
+        conn.connected.send_replace(false);
+        conn.fail_in_flight();
+        if was_connected {
+            let _ = events
+                .send(UpstreamEvent::Disconnected(conn.identity.clone()))
+                .await;
+        }
+        if sleep_or_shutdown(&mut backoff, &shutdown).await {
+            break;
+        }
+    }
+}
+
+/// Sleeps for the next back-off delay; true if shutdown came first.
+async fn sleep_or_shutdown(backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
+    let jitter = f64::from(u32::from(rand_byte())) / 256.0;
+    let delay = backoff.next_delay(jitter);
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// A little randomness for jitter without a generator: the clock's sub-second nanoseconds.
+fn rand_byte() -> u8 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| (d.subsec_nanos() % 256) as u8)
+}

@@ -1,0 +1,322 @@
+//! Test harness: a real edge hub (in-process, on its own loopback address and port 8883), a real
+//! workload API on a unix socket, a test CA, and real SDK module processes.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ironedge_edgehub::config::HubConfig;
+use ironedge_edgehub::config_source::ConfigSource;
+use ironedge_edgehub::hub::HubSettings;
+use ironedge_edgehub::identities::IdentityEntry;
+use ironedge_edgehub::runtime::EdgeHubOptions;
+use ironedge_edgehub::upstream::UpstreamSettings;
+use ironedge_protocol::{Identity, KeyPair, SasToken};
+use ironedge_workload::{
+    AnyLocalCaller, MemoryKeyStore, ModuleKeys, StaticTrustBundle, Workload, WorkloadListener,
+};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::oneshot;
+
+pub const HUB: &str = "testhub.azure-devices.net";
+pub const EDGE: &str = "edge1";
+
+/// The venv python with azure-iot-device, installed by `install-deps.sh` if missing.
+pub fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/install-deps.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("run install-deps.sh");
+        assert!(
+            out.status.success(),
+            "install-deps.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+/// A loopback address of its own for each test (the SDK always dials port 8883).
+pub fn loopback() -> Ipv4Addr {
+    static NEXT: AtomicU8 = AtomicU8::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    Ipv4Addr::new(127, 10 + (pid % 200) as u8, (pid / 200 % 250) as u8, n)
+}
+
+/// The test CA and the edge hub's server certificate.
+pub struct Pki {
+    pub ca_pem: String,
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl Pki {
+    pub fn new(names: &[&str]) -> Self {
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+        let ca = ironedge_pki::CertificateAuthority::new_root("edgehub test CA", later).unwrap();
+        let server = ca.issue_server(names, later).unwrap();
+        Self {
+            ca_pem: ca.root_pem(),
+            chain_pem: server.chain_pem,
+            key_pem: server.key_pem,
+        }
+    }
+}
+
+/// A module identity with its keys.
+#[derive(Clone)]
+pub struct Module {
+    pub name: String,
+    pub keys: KeyPair,
+}
+
+impl Module {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            keys: KeyPair::generate(),
+        }
+    }
+
+    pub fn identity(&self) -> Identity {
+        Identity::module(EDGE, self.name.clone())
+    }
+
+    pub fn entry(&self) -> IdentityEntry {
+        IdentityEntry {
+            device_id: EDGE.into(),
+            module_id: Some(self.name.clone()),
+            primary_key: self.keys.primary.to_base64(),
+            secondary_key: Some(self.keys.secondary.to_base64()),
+        }
+    }
+
+    /// A SAS token as the SDK would build it.
+    pub fn token(&self, ttl: u64) -> String {
+        let expiry = jiff::Timestamp::now().as_second() as u64 + ttl;
+        SasToken::build(
+            &self.identity().resource_uri(HUB),
+            &self.keys.primary,
+            expiry,
+            None,
+        )
+        .to_string()
+    }
+
+    pub fn username(&self) -> String {
+        self.identity().username(HUB, "2021-04-12")
+    }
+}
+
+/// A running edge hub with its workload API.
+pub struct EdgeHub {
+    pub dir: tempfile::TempDir,
+    pub addr: Ipv4Addr,
+    pub pki: Pki,
+    pub workload_uri: String,
+    pub hub: ironedge_edgehub::hub::Hub,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    workload_stop: Option<oneshot::Sender<()>>,
+}
+
+/// What a test edge hub is built from.
+pub struct EdgeHubSpec {
+    pub modules: Vec<Module>,
+    pub routes: Value,
+    pub upstream: Option<UpstreamSettings>,
+}
+
+impl EdgeHub {
+    pub async fn start(spec: EdgeHubSpec) -> Self {
+        ironedge_pki::install_default_provider();
+        let addr = loopback();
+        let ip = addr.to_string();
+        let pki = Pki::new(&[&ip, "localhost"]);
+        let dir = tempfile::tempdir().unwrap();
+
+        let keys = MemoryKeyStore::default();
+        for m in &spec.modules {
+            keys.insert(
+                &m.name,
+                ModuleKeys::new(
+                    Some("gen1".into()),
+                    m.keys.primary.as_bytes().to_vec(),
+                    m.keys.secondary.as_bytes().to_vec(),
+                ),
+            );
+        }
+        let workload = Workload::new(
+            Arc::new(keys),
+            Arc::new(StaticTrustBundle::new(pki.ca_pem.clone())),
+            Arc::new(AnyLocalCaller),
+        );
+        let workload_uri = format!("unix://{}/workload.sock", dir.path().display());
+        let listener = WorkloadListener::bind(&workload_uri).await.unwrap();
+        let (workload_stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(ironedge_workload::serve(listener, workload, async {
+            let _ = stopped.await;
+        }));
+
+        let config: HubConfig = serde_json::from_value(spec.routes).unwrap();
+        let mqtt = tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(addr), 8883))
+            .await
+            .unwrap();
+        let tls = ironedge_pki::server_config(&pki.chain_pem, &pki.key_pem).unwrap();
+        let settings = HubSettings::new(EDGE, HUB);
+        let options = EdgeHubOptions {
+            settings,
+            store_path: dir.path().join("edgehub.redb"),
+            store_config: ironedge_store::Config::default(),
+            identities: spec.modules.iter().map(Module::entry).collect(),
+            mqtt,
+            websocket: None,
+            tls,
+            http: None,
+            upstream: spec.upstream,
+            config: ConfigSource::Static(config),
+            mqtt_config: ironedge_mqtt::MqttConfig::default(),
+        };
+        let (hub_tx, hub_rx) = oneshot::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let result = run_capturing(options, hub_tx, async {
+                let _ = stopped.await;
+            })
+            .await;
+            if let Err(e) = result {
+                eprintln!("edge hub stopped with an error: {e}");
+            }
+        });
+        let hub = hub_rx.await.expect("edge hub started");
+        Self {
+            dir,
+            addr,
+            pki,
+            workload_uri,
+            hub,
+            stop: Some(stop),
+            task: Some(task),
+            workload_stop: Some(workload_stop),
+        }
+    }
+
+    /// Environment for an SDK module process, exactly as the agent injects it.
+    pub fn module_env(&self, module: &Module) -> Vec<(String, String)> {
+        vec![
+            ("IOTEDGE_IOTHUBHOSTNAME".into(), HUB.into()),
+            ("IOTEDGE_DEVICEID".into(), EDGE.into()),
+            ("IOTEDGE_MODULEID".into(), module.name.clone()),
+            ("IOTEDGE_GATEWAYHOSTNAME".into(), self.addr.to_string()),
+            ("IOTEDGE_MODULEGENERATIONID".into(), "gen1".into()),
+            ("IOTEDGE_WORKLOADURI".into(), self.workload_uri.clone()),
+            ("IOTEDGE_APIVERSION".into(), "2019-01-30".into()),
+            ("IOTEDGE_AUTHSCHEME".into(), "sasToken".into()),
+        ]
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        let path = self.dir.path().join("ca.pem");
+        std::fs::write(&path, &self.pki.ca_pem).unwrap();
+        path
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+        if let Some(s) = self.workload_stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Runs the edge hub and hands out its [`Hub`] once started (tests read its metrics).
+async fn run_capturing(
+    options: EdgeHubOptions,
+    hub_tx: oneshot::Sender<ironedge_edgehub::hub::Hub>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ironedge_edgehub::runtime::RunError> {
+    ironedge_edgehub::runtime::run_with(options, shutdown, move |hub| {
+        let _ = hub_tx.send(hub.clone());
+    })
+    .await
+}
+
+/// A running SDK module process whose stdout is one JSON object per line.
+pub struct ModuleProcess {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    pub name: String,
+}
+
+impl ModuleProcess {
+    pub fn spawn(hub: &EdgeHub, module: &Module, command: &str, arg: Value) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/module_client.py");
+        let mut cmd = Command::new(python());
+        cmd.arg(script).arg(command).arg(arg.to_string());
+        for (k, v) in hub.module_env(module) {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn python");
+        let stdout = child.stdout.take().unwrap();
+        Self {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            name: module.name.clone(),
+        }
+    }
+
+    /// The next JSON line, or panics after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Value {
+        let line = tokio::time::timeout(timeout, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{}: no output within {timeout:?}", self.name))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{}: exited without more output", self.name));
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name))
+    }
+
+    /// Waits for a line with `key`.
+    pub async fn expect(&mut self, key: &str, timeout: Duration) -> Value {
+        loop {
+            let v = self.next(timeout).await;
+            if v.get(key).is_some() {
+                return v;
+            }
+            assert!(v.get("timeout").is_none(), "{}: timed out: {v}", self.name);
+        }
+    }
+
+    /// Waits for the process to exit successfully.
+    pub async fn success(mut self, timeout: Duration) {
+        let status = tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .expect("module exited")
+            .unwrap();
+        assert!(status.success(), "{} exited with {status}", self.name);
+    }
+}
