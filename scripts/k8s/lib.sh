@@ -24,6 +24,10 @@ K8S_BUILD_PACKAGES=(golang-go rsync make golang-github-modern-go-reflect2-dev)
 # The three processes of a control plane, in start order (stop goes in reverse).
 K8S_COMPONENTS=(etcd kube-apiserver kube-controller-manager)
 
+# Print the calling script's header comment (everything after the shebang up to the first
+# non-comment line) as its --help.
+k8s_usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
 k8s_log() { printf '[k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # die MESSAGE [HINT]: a failure the user can act on; HINT says what to do.
