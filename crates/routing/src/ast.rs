@@ -237,7 +237,26 @@ impl Expr {
 }
 
 fn write_operand(f: &mut fmt::Formatter<'_>, expr: &Expr, min_precedence: u8) -> fmt::Result {
-    if expr.precedence() < min_precedence {
+    write_operand_of(f, expr, min_precedence, None)
+}
+
+/// Writes an operand of `parent`, adding parentheses where precedence needs them.
+fn write_operand_of(
+    f: &mut fmt::Formatter<'_>,
+    expr: &Expr,
+    min_precedence: u8,
+    parent: Option<BinaryOp>,
+) -> fmt::Result {
+    // `NOT a = b` means `(NOT a) = b`; parentheses make that surprising precedence visible.
+    let surprising_not = parent.is_some_and(|op| op.precedence() > BinaryOp::And.precedence())
+        && matches!(
+            expr.kind,
+            ExprKind::Unary {
+                op: UnaryOp::Not,
+                ..
+            }
+        );
+    if expr.precedence() < min_precedence || surprising_not {
         write!(f, "({expr})")
     } else {
         write!(f, "{expr}")
@@ -266,10 +285,10 @@ impl fmt::Display for Expr {
                 write_operand(f, operand, UNARY_PRECEDENCE)
             }
             ExprKind::Binary { op, lhs, rhs } => {
-                write_operand(f, lhs, op.precedence())?;
+                write_operand_of(f, lhs, op.precedence(), Some(*op))?;
                 write!(f, " {} ", op.symbol())?;
                 // Left associative: a right operand of equal precedence needs parentheses.
-                write_operand(f, rhs, op.precedence() + 1)
+                write_operand_of(f, rhs, op.precedence() + 1, Some(*op))
             }
         }
     }

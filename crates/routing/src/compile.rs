@@ -177,8 +177,7 @@ impl<'t> Compiler<'t> {
     ) -> Result<Typed, RouteError> {
         let name = raw.strip_prefix('$').unwrap_or(raw);
         let has_brackets = name.contains('[') || name.contains(']');
-        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("body.") {
-            let query = &name[5..];
+        if let Some(query) = strip_prefix_ignore_case(name, "body.") {
             let path = BodyPath::parse(query).map_err(|reason| {
                 self.error(
                     span,
@@ -295,7 +294,7 @@ impl<'t> Compiler<'t> {
         let supported = ["properties.reported.", "properties.desired.", "tags."];
         if !supported
             .iter()
-            .any(|p| path.len() >= p.len() && path[..p.len()].eq_ignore_ascii_case(p))
+            .any(|p| strip_prefix_ignore_case(path, p).is_some())
         {
             return Err(fail(&format!(
                 "'{path}' is not supported; the path must start with properties.reported., properties.desired. or tags."
@@ -445,6 +444,13 @@ fn logical(and: bool, l: Box<Node>, lt: Type, r: Box<Node>, rt: Type) -> Typed {
         (true, false, false) => (Node::And(l, r), Type::Bool),
         (false, false, false) => (Node::Or(l, r), Type::Bool),
     }
+}
+
+/// `text` without `prefix`, compared ignoring ASCII case.
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 fn hint(operator: &str, operands: &[Type]) -> String {
