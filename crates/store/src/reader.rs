@@ -13,7 +13,7 @@ use crate::error::{During, KvError, PeekError, StorageError};
 use crate::kv::{KvQueue, KvTable, decode};
 use crate::message::{Delivery, Offset, PeekOptions, Peeked};
 use crate::stats::{EndpointStats, StoreStats};
-use crate::tables::{ENDPOINTS, MESSAGES, QUEUES, STORE_META, meta_keys};
+use crate::tables::{ENDPOINTS, MESSAGES, MessageRecord, QUEUES, STORE_META, meta_keys};
 use crate::transaction::{kv_queue, kv_table};
 
 /// Reads queues, counters and key-value tables; cheap to clone and share between threads.
@@ -95,7 +95,7 @@ impl Reader {
                 offset: Offset::new(priority, seq),
                 enqueued_at: Timestamp::from_unix_millis(entry.enqueued_at),
                 expires_at: entry.expiry(),
-                payload: Bytes::copy_from_slice(payload.value()),
+                payload: Bytes::copy_from_slice(MessageRecord::new(payload.value()).payload()),
             });
         }
         Ok(peeked)

@@ -18,8 +18,7 @@ use crate::reader::Reader;
 use crate::state::State;
 use crate::stats::StoreStats;
 use crate::tables::{
-    ENDPOINTS, EXPIRY, KV_QUEUE_IDS, MESSAGE_REFS, MESSAGES, QUEUES, SCHEMA_VERSION, STORE_META,
-    meta_keys,
+    ENDPOINTS, EXPIRY, KV_QUEUE_IDS, MESSAGES, QUEUES, SCHEMA_VERSION, STORE_META, meta_keys,
 };
 use crate::transaction::{Effects, Tx};
 use crate::verify;
@@ -197,7 +196,6 @@ fn init(txn: &WriteTransaction, path: &Path) -> Result<State, OpenError> {
     let mut meta = txn.open_table(STORE_META).during(open).map_err(storage)?;
     let endpoints = txn.open_table(ENDPOINTS).during(open).map_err(storage)?;
     txn.open_table(MESSAGES).during(open).map_err(storage)?;
-    txn.open_table(MESSAGE_REFS).during(open).map_err(storage)?;
     txn.open_table(QUEUES).during(open).map_err(storage)?;
     txn.open_table(EXPIRY).during(open).map_err(storage)?;
     txn.open_table(KV_QUEUE_IDS).during(open).map_err(storage)?;

@@ -15,12 +15,9 @@ pub(crate) const RESERVED_PREFIX: &str = "store/";
 /// The schema this build reads and writes.
 pub(crate) const SCHEMA_VERSION: u64 = 1;
 
-/// `seq → payload`: every stored message, once.
+/// `seq → message record`: every stored message, once, with the list of endpoint references
+/// still pointing at it (see [`MessageRecord`]); the message goes when that list is empty.
 pub(crate) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("store/messages");
-
-/// `seq → the references still pointing at the message`; the message goes when this is empty.
-pub(crate) const MESSAGE_REFS: TableDefinition<u64, MessageRefs> =
-    TableDefinition::new("store/message_refs");
 
 /// `(endpoint id, priority, seq) → reference`: every endpoint queue, in delivery order.
 pub(crate) const QUEUES: TableDefinition<QueueKey, QueueEntry> =
@@ -135,57 +132,72 @@ pub(crate) struct RefTarget {
     pub(crate) expires_at: u64,
 }
 
-/// The references still pointing at a message, and its size.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct MessageRefs {
-    pub(crate) size: u32,
-    pub(crate) targets: Vec<RefTarget>,
+const TARGET_LEN: usize = 16;
+
+/// A stored message: `[u16 n][n × (u32 endpoint, u32 priority, u64 expires)][payload]`.
+///
+/// Keeping the references in the same record as the payload makes an append one insert and the
+/// last acknowledgement of a message one remove.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MessageRecord<'a> {
+    bytes: &'a [u8],
 }
 
-impl Value for MessageRefs {
-    type SelfType<'a> = MessageRefs;
-    type AsBytes<'a> = Vec<u8>;
-
-    fn fixed_width() -> Option<usize> {
-        None
+impl<'a> MessageRecord<'a> {
+    /// Reads a record; a damaged one reads as no targets and an empty payload.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
     }
 
-    fn from_bytes<'a>(data: &'a [u8]) -> MessageRefs
-    where
-        Self: 'a,
-    {
-        let targets = data
-            .get(4..)
+    fn target_count(&self) -> usize {
+        let n = self
+            .bytes
+            .get(0..2)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u16::from_le_bytes) as usize;
+        n.min(self.bytes.len().saturating_sub(2) / TARGET_LEN)
+    }
+
+    /// The references still pointing at the message.
+    pub(crate) fn targets(&self) -> Vec<RefTarget> {
+        let n = self.target_count();
+        self.bytes
+            .get(2..2 + n * TARGET_LEN)
             .unwrap_or_default()
-            .chunks_exact(16)
+            .chunks_exact(TARGET_LEN)
             .map(|chunk| RefTarget {
                 endpoint_id: read_u32(chunk, 0),
                 priority: read_u32(chunk, 4),
                 expires_at: read_u64(chunk, 8),
             })
-            .collect();
-        MessageRefs {
-            size: read_u32(data, 0),
-            targets,
-        }
+            .collect()
     }
 
-    fn as_bytes<'a, 'b: 'a>(value: &'a MessageRefs) -> Vec<u8>
-    where
-        Self: 'b,
-    {
-        let mut out = Vec::with_capacity(4 + 16 * value.targets.len());
-        out.extend_from_slice(&value.size.to_le_bytes());
-        for target in &value.targets {
-            out.extend_from_slice(&target.endpoint_id.to_le_bytes());
-            out.extend_from_slice(&target.priority.to_le_bytes());
-            out.extend_from_slice(&target.expires_at.to_le_bytes());
-        }
-        out
+    /// The stored bytes.
+    pub(crate) fn payload(&self) -> &'a [u8] {
+        self.bytes
+            .get(2 + self.target_count() * TARGET_LEN..)
+            .unwrap_or_default()
     }
 
-    fn type_name() -> TypeName {
-        TypeName::new("ironedge_store::MessageRefs")
+    /// The encoded length of a record with `targets` and a payload of `payload_len` bytes.
+    pub(crate) fn encoded_len(targets: usize, payload_len: usize) -> usize {
+        2 + targets * TARGET_LEN + payload_len
+    }
+
+    /// Writes a record into `out`, which must be exactly [`Self::encoded_len`] long; at most
+    /// `u16::MAX` targets (an append has at most one per endpoint).
+    pub(crate) fn encode_into(targets: &[RefTarget], payload: &[u8], out: &mut [u8]) {
+        let n = targets.len().min(u16::MAX as usize);
+        #[allow(clippy::cast_possible_truncation)] // bounded above
+        out[0..2].copy_from_slice(&(n as u16).to_le_bytes());
+        for (i, target) in targets.iter().take(n).enumerate() {
+            let at = 2 + i * TARGET_LEN;
+            out[at..at + 4].copy_from_slice(&target.endpoint_id.to_le_bytes());
+            out[at + 4..at + 8].copy_from_slice(&target.priority.to_le_bytes());
+            out[at + 8..at + 16].copy_from_slice(&target.expires_at.to_le_bytes());
+        }
+        out[2 + n * TARGET_LEN..].copy_from_slice(payload);
     }
 }
 
@@ -262,22 +274,23 @@ mod tests {
         };
         assert_eq!(QueueEntry::from_bytes(&QueueEntry::as_bytes(&entry)), entry);
 
-        let refs = MessageRefs {
-            size: 12,
-            targets: vec![
-                RefTarget {
-                    endpoint_id: 1,
-                    priority: 2,
-                    expires_at: NEVER,
-                },
-                RefTarget {
-                    endpoint_id: 4,
-                    priority: 0,
-                    expires_at: 55,
-                },
-            ],
-        };
-        assert_eq!(MessageRefs::from_bytes(&MessageRefs::as_bytes(&refs)), refs);
+        let targets = vec![
+            RefTarget {
+                endpoint_id: 1,
+                priority: 2,
+                expires_at: NEVER,
+            },
+            RefTarget {
+                endpoint_id: 4,
+                priority: 0,
+                expires_at: 55,
+            },
+        ];
+        let mut bytes = vec![0; MessageRecord::encoded_len(2, 3)];
+        MessageRecord::encode_into(&targets, b"abc", &mut bytes);
+        let record = MessageRecord::new(&bytes);
+        assert_eq!(record.targets(), targets);
+        assert_eq!(record.payload(), b"abc");
 
         let record = EndpointRecord {
             id: 3,
@@ -299,7 +312,8 @@ mod tests {
     #[test]
     fn damaged_records_decode_as_zeros_instead_of_panicking() {
         assert_eq!(QueueEntry::from_bytes(&[1, 2, 3]).size, 0);
-        assert!(MessageRefs::from_bytes(&[9]).targets.is_empty());
+        assert!(MessageRecord::new(&[9]).targets().is_empty());
+        assert!(MessageRecord::new(&[200, 0, 1]).targets().is_empty());
         assert_eq!(EndpointRecord::from_bytes(&[]).id, 0);
     }
 }

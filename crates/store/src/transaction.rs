@@ -18,8 +18,8 @@ use crate::message::{Appended, NewMessage, Offset};
 use crate::state::{EndpointState, State};
 use crate::stats::EndpointStats;
 use crate::tables::{
-    ENDPOINTS, EXPIRY, EndpointRecord, ExpiryKey, KV_QUEUE_IDS, MESSAGE_REFS, MESSAGES,
-    MessageRefs, NEVER, QUEUES, QueueEntry, QueueKey, RefTarget, STORE_META,
+    ENDPOINTS, EXPIRY, EndpointRecord, ExpiryKey, KV_QUEUE_IDS, MESSAGES, MessageRecord, NEVER,
+    QUEUES, QueueEntry, QueueKey, RefTarget, STORE_META,
 };
 
 /// Longest endpoint name accepted.
@@ -49,7 +49,6 @@ pub(crate) struct Effects {
 pub struct Tx<'t> {
     txn: &'t WriteTransaction,
     messages: Table<'t, u64, &'static [u8]>,
-    refs: Table<'t, u64, MessageRefs>,
     queues: Table<'t, QueueKey, QueueEntry>,
     expiry: Table<'t, ExpiryKey, ()>,
     endpoints: Table<'t, &'static str, EndpointRecord>,
@@ -111,7 +110,6 @@ impl<'t> Tx<'t> {
         Ok(Self {
             txn,
             messages: txn.open_table(MESSAGES).during(open)?,
-            refs: txn.open_table(MESSAGE_REFS).during(open)?,
             queues: txn.open_table(QUEUES).during(open)?,
             expiry: txn.open_table(EXPIRY).during(open)?,
             endpoints: txn.open_table(ENDPOINTS).during(open)?,
@@ -315,14 +313,10 @@ impl<'t> Tx<'t> {
         #[allow(clippy::cast_possible_truncation)] // bounded by `limit` above
         let size32 = size as u32;
         let err = "append message";
-        self.messages
-            .insert(seq, message.payload.as_ref())
-            .during(err)?;
-        let refs = MessageRefs {
-            size: size32,
-            targets: targets.clone(),
-        };
-        self.refs.insert(seq, &refs).during(err)?;
+        let len = MessageRecord::encoded_len(targets.len(), size);
+        let mut record = self.messages.insert_reserve(seq, len).during(err)?;
+        MessageRecord::encode_into(&targets, &message.payload, record.as_mut());
+        drop(record);
         for target in &targets {
             let entry = QueueEntry {
                 expires_at: target.expires_at,
@@ -421,34 +415,48 @@ impl<'t> Tx<'t> {
     /// Removes the oldest message and every reference to it; false if the store is empty.
     fn evict_oldest(&mut self) -> Result<bool, StorageError> {
         let err = "evict oldest message";
-        let seq = match self.messages.first().during(err)? {
-            Some((key, _)) => key.value(),
-            None => return Ok(false),
-        };
-        let refs = self
-            .refs
-            .get(seq)
+        let Some(seq) = self
+            .messages
+            .first()
             .during(err)?
-            .map(|v| v.value())
-            .unwrap_or_default();
-        for target in &refs.targets {
-            self.remove_ref((target.endpoint_id, target.priority, seq), Removal::Evicted)?;
+            .map(|(key, _)| key.value())
+        else {
+            return Ok(false);
+        };
+        let Some(removed) = self.messages.remove(seq).during(err)? else {
+            return Ok(false);
+        };
+        let record = MessageRecord::new(removed.value());
+        let (targets, size) = (record.targets(), record.payload().len());
+        drop(removed);
+        for target in &targets {
+            self.unqueue((target.endpoint_id, target.priority, seq), Removal::Evicted)?;
         }
-        // References already gone (or a message without any) must not stay behind.
-        if self.messages.remove(seq).during(err)?.is_some() {
-            self.forget_message(refs.size);
-            self.refs.remove(seq).during(err)?;
-        }
+        self.forget_message(size);
         self.state.evicted_messages += 1;
         self.dirty = true;
         Ok(true)
     }
 
-    /// Removes one queue reference; returns false if it was not queued.
+    /// Removes one queue reference and releases its message; false if it was not queued.
     fn remove_ref(&mut self, key: QueueKey, reason: Removal) -> Result<bool, StorageError> {
+        if self.unqueue(key, reason)?.is_none() {
+            return Ok(false);
+        }
+        self.release(key.2, key.0)?;
+        Ok(true)
+    }
+
+    /// Removes one queue reference (and its expiry entry) and counts why; the message itself is
+    /// left to the caller.
+    fn unqueue(
+        &mut self,
+        key: QueueKey,
+        reason: Removal,
+    ) -> Result<Option<QueueEntry>, StorageError> {
         let err = "remove queued message";
         let Some(entry) = self.queues.remove(key).during(err)?.map(|v| v.value()) else {
-            return Ok(false);
+            return Ok(None);
         };
         let (endpoint_id, priority, seq) = key;
         if entry.expires_at != NEVER {
@@ -472,30 +480,36 @@ impl<'t> Tx<'t> {
             }
             self.touched.insert(endpoint_id);
         }
-        self.release(seq, endpoint_id)?;
         self.dirty = true;
-        Ok(true)
+        Ok(Some(entry))
     }
 
     /// Drops `endpoint_id`'s hold on message `seq`, deleting the message when none is left.
     fn release(&mut self, seq: u64, endpoint_id: u32) -> Result<(), StorageError> {
         let err = "release message";
-        let Some(mut refs) = self.refs.remove(seq).during(err)?.map(|v| v.value()) else {
+        let Some(removed) = self.messages.remove(seq).during(err)? else {
             return Ok(());
         };
-        refs.targets.retain(|t| t.endpoint_id != endpoint_id);
-        if refs.targets.is_empty() {
-            if self.messages.remove(seq).during(err)?.is_some() {
-                self.forget_message(refs.size);
-            }
-        } else {
-            self.refs.insert(seq, &refs).during(err)?;
+        let record = MessageRecord::new(removed.value());
+        let mut targets = record.targets();
+        targets.retain(|t| t.endpoint_id != endpoint_id);
+        if targets.is_empty() {
+            let size = record.payload().len();
+            drop(removed);
+            self.forget_message(size);
+            return Ok(());
         }
+        // Other endpoints still hold it: write it back with the shorter list.
+        let payload = record.payload().to_vec();
+        drop(removed);
+        let len = MessageRecord::encoded_len(targets.len(), payload.len());
+        let mut out = self.messages.insert_reserve(seq, len).during(err)?;
+        MessageRecord::encode_into(&targets, &payload, out.as_mut());
         Ok(())
     }
 
-    fn forget_message(&mut self, size: u32) {
-        self.state.total_bytes = self.state.total_bytes.saturating_sub(u64::from(size));
+    fn forget_message(&mut self, size: usize) {
+        self.state.total_bytes = self.state.total_bytes.saturating_sub(size as u64);
         self.state.messages = self.state.messages.saturating_sub(1);
     }
 

@@ -7,7 +7,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::error::{During, StorageError, VerifyError};
 use crate::state::State;
-use crate::tables::{ENDPOINTS, EXPIRY, MESSAGE_REFS, MESSAGES, NEVER, QUEUES};
+use crate::tables::{ENDPOINTS, EXPIRY, MESSAGES, MessageRecord, NEVER, QUEUES};
 
 /// Stop listing after this many problems; the first ones tell the story.
 const MAX_PROBLEMS: usize = 100;
@@ -44,7 +44,6 @@ fn check_tables(
     let err = "verify";
     let endpoints = txn.open_table(ENDPOINTS).during(err)?;
     let queues = txn.open_table(QUEUES).during(err)?;
-    let refs = txn.open_table(MESSAGE_REFS).during(err)?;
     let messages = txn.open_table(MESSAGES).during(err)?;
     let expiry = txn.open_table(EXPIRY).during(err)?;
 
@@ -74,21 +73,24 @@ fn check_tables(
         if seq >= state.next_seq {
             p.push(|| format!("queue entry {endpoint}/{priority}/{seq} is beyond next_seq"));
         }
-        let listed = refs.get(seq).during(err)?.is_some_and(|r| {
-            r.value().targets.iter().any(|t| {
-                t.endpoint_id == endpoint
-                    && t.priority == priority
-                    && t.expires_at == value.expires_at
-            })
-        });
-        if !listed {
-            p.push(|| format!("queue entry {endpoint}/{priority}/{seq} missing from message refs"));
-        }
         match messages.get(seq).during(err)? {
-            Some(payload) if payload.value().len() == value.size as usize => {}
-            _ => p.push(|| {
-                format!("queue entry {endpoint}/{priority}/{seq} has no payload of its size")
-            }),
+            Some(stored) => {
+                let record = MessageRecord::new(stored.value());
+                let listed = record.targets().iter().any(|t| {
+                    t.endpoint_id == endpoint
+                        && t.priority == priority
+                        && t.expires_at == value.expires_at
+                });
+                if !listed {
+                    p.push(|| format!("queue entry {endpoint}/{priority}/{seq} missing from its message's references"));
+                }
+                if record.payload().len() != value.size as usize {
+                    p.push(|| {
+                        format!("queue entry {endpoint}/{priority}/{seq} has the wrong size")
+                    });
+                }
+            }
+            None => p.push(|| format!("queue entry {endpoint}/{priority}/{seq} has no message")),
         }
         if value.expires_at != NEVER
             && expiry
@@ -114,14 +116,20 @@ fn check_tables(
         }
     }
 
-    // Message refs: each listed reference is queued.
-    for entry in refs.iter().during(err)? {
-        let (seq, value) = entry.during(err)?;
-        let (seq, value) = (seq.value(), value.value());
-        if value.targets.is_empty() {
+    // Messages: each lists at least one reference, each listed reference is queued, and the
+    // totals match the counters.
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for entry in messages.iter().during(err)? {
+        let (seq, stored) = entry.during(err)?;
+        let seq = seq.value();
+        let record = MessageRecord::new(stored.value());
+        count += 1;
+        bytes += record.payload().len() as u64;
+        let targets = record.targets();
+        if targets.is_empty() {
             p.push(|| format!("message {seq} is referenced by no endpoint"));
         }
-        for t in &value.targets {
+        for t in &targets {
             if queues
                 .get((t.endpoint_id, t.priority, seq))
                 .during(err)?
@@ -134,18 +142,6 @@ fn check_tables(
                     )
                 });
             }
-        }
-    }
-
-    // Messages: each has refs; totals match the counters.
-    let (mut count, mut bytes) = (0u64, 0u64);
-    for entry in messages.iter().during(err)? {
-        let (seq, payload) = entry.during(err)?;
-        let seq = seq.value();
-        count += 1;
-        bytes += payload.value().len() as u64;
-        if refs.get(seq).during(err)?.is_none() {
-            p.push(|| format!("message {seq} has no refs entry"));
         }
     }
     if (count, bytes) != (state.messages, state.total_bytes) {
