@@ -8,6 +8,8 @@
     clippy::print_stderr
 )]
 
+pub mod cloud;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

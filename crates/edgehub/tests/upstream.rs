@@ -1,0 +1,163 @@
+//! The edge hub against the ironedge cloud hub: `$upstream` keeps the sender's identity and
+//! properties, twins sync both ways, and a direct method invoked at the cloud reaches the module.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ironedge_hub::storage::TelemetryFilter;
+use serde_json::{Value, json};
+use support::cloud::Cloud;
+use support::{EDGE, EdgeHub, EdgeHubSpec, Module, ModuleProcess, loopback};
+
+const T: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_telemetry_reaches_the_cloud_as_the_sending_module_with_its_properties() {
+    let sender = Module::new("sensor");
+    let cloud = Cloud::start(loopback(), &[sender.clone()]).await;
+    let hub = EdgeHub::start(EdgeHubSpec {
+        modules: vec![sender.clone()],
+        routes: json!({"routes": {"up": "FROM /messages/modules/sensor/outputs/* INTO $upstream"}}),
+        upstream: Some(cloud.upstream()),
+    })
+    .await;
+    let mut tx = ModuleProcess::spawn(
+        &hub,
+        &sender,
+        "send",
+        json!([{"output": "telemetry", "data": {"temp": 21}, "json": true, "id": "up-1", "props": {"site": "north"}}]),
+    );
+    tx.expect("sent", T).await;
+    tx.success(T).await;
+
+    let filter = TelemetryFilter {
+        device_id: Some(EDGE.into()),
+        module_id: Some("sensor".into()),
+        ..TelemetryFilter::default()
+    };
+    let got = cloud.hub().read_telemetry(filter, 10, T).await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let m = &got[0];
+    assert_eq!(m.device_id, EDGE);
+    assert_eq!(m.module_id.as_deref(), Some("sensor"));
+    assert_eq!(m.message_id.as_deref(), Some("up-1"));
+    assert_eq!(m.output_name.as_deref(), Some("telemetry"));
+    assert_eq!(m.content_type.as_deref(), Some("application/json"));
+    assert_eq!(m.properties.get("site").map(String::as_str), Some("north"));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&m.body).unwrap(),
+        json!({"temp": 21})
+    );
+    hub.stop().await;
+    cloud.started.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_direct_method_invoked_at_the_cloud_reaches_the_module_and_its_answer_returns() {
+    let module = Module::new("responder");
+    let cloud = Cloud::start(loopback(), &[module.clone()]).await;
+    let hub = EdgeHub::start(EdgeHubSpec {
+        modules: vec![module.clone()],
+        routes: json!({}),
+        upstream: Some(cloud.upstream()),
+    })
+    .await;
+    let mut m = ModuleProcess::spawn(&hub, &module, "methods", json!({"count": 1}));
+    m.expect("ready", T).await;
+
+    // The edge hub subscribes upstream once the module subscribed; until then the cloud says 404.
+    let deadline = Instant::now() + T;
+    let response = loop {
+        let request = serde_json::from_value(
+            json!({"methodName": "ping", "payload": {"n": 7}, "responseTimeoutInSeconds": 20}),
+        )
+        .unwrap();
+        match cloud
+            .hub()
+            .invoke_method(EDGE.into(), Some("responder".into()), request)
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("method never reached the module: {e}"),
+        }
+    };
+    assert_eq!(response.status, 200);
+    assert_eq!(response.payload, json!({"echo": {"n": 7}}));
+    let call = m.expect("method", T).await;
+    assert_eq!(call["method"], "ping");
+    m.success(T).await;
+    hub.stop().await;
+    cloud.started.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reported_properties_reach_the_cloud_and_desired_changes_reach_the_module() {
+    let module = Module::new("twinmod");
+    let cloud = Cloud::start(loopback(), &[module.clone()]).await;
+    let hub = EdgeHub::start(EdgeHubSpec {
+        modules: vec![module.clone()],
+        routes: json!({}),
+        upstream: Some(cloud.upstream()),
+    })
+    .await;
+    let mut m = ModuleProcess::spawn(
+        &hub,
+        &module,
+        "twin",
+        json!({"reported": {"fw": "1.2"}, "desired_wait": true}),
+    );
+    m.expect("patched", T).await;
+    m.expect("twin", T).await;
+
+    // Reported: acknowledged locally at once, synced to the cloud shortly after.
+    let deadline = Instant::now() + T;
+    loop {
+        let twin = cloud
+            .hub()
+            .get_twin(EDGE.into(), Some("twinmod".into()))
+            .await
+            .unwrap();
+        if twin["properties"]["reported"]["fw"] == "1.2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reported patch never reached the cloud: {twin}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Desired: the module listens; patch until its notification arrives (the first patch may
+    // precede the edge hub's upstream subscription).
+    let mut n = 0;
+    let patch = loop {
+        n += 1;
+        let p =
+            serde_json::from_value(json!({"properties": {"desired": {"color": "blue", "n": n}}}))
+                .unwrap();
+        cloud
+            .hub()
+            .patch_twin(
+                EDGE.into(),
+                Some("twinmod".into()),
+                p,
+                ironedge_hub::registry::IfMatch::Any,
+            )
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(2), m.expect("desired_patch", T)).await {
+            Ok(v) => break v,
+            Err(_) => assert!(n < 30, "no desired patch reached the module"),
+        }
+    };
+    assert_eq!(patch["desired_patch"]["color"], "blue");
+    m.success(T).await;
+    hub.stop().await;
+    cloud.started.shutdown().await;
+}
