@@ -16,7 +16,7 @@ const T: Duration = Duration::from_secs(90);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upstream_telemetry_reaches_the_cloud_as_the_sending_module_with_its_properties() {
     let sender = Module::new("sensor");
-    let cloud = Cloud::start(loopback(), &[sender.clone()]).await;
+    let cloud = Cloud::start(loopback(), std::slice::from_ref(&sender)).await;
     let hub = EdgeHub::start(EdgeHubSpec {
         modules: vec![sender.clone()],
         routes: json!({"routes": {"up": "FROM /messages/modules/sensor/outputs/* INTO $upstream"}}),
@@ -57,7 +57,7 @@ async fn upstream_telemetry_reaches_the_cloud_as_the_sending_module_with_its_pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_direct_method_invoked_at_the_cloud_reaches_the_module_and_its_answer_returns() {
     let module = Module::new("responder");
-    let cloud = Cloud::start(loopback(), &[module.clone()]).await;
+    let cloud = Cloud::start(loopback(), std::slice::from_ref(&module)).await;
     let hub = EdgeHub::start(EdgeHubSpec {
         modules: vec![module.clone()],
         routes: json!({}),
@@ -99,7 +99,7 @@ async fn a_direct_method_invoked_at_the_cloud_reaches_the_module_and_its_answer_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reported_properties_reach_the_cloud_and_desired_changes_reach_the_module() {
     let module = Module::new("twinmod");
-    let cloud = Cloud::start(loopback(), &[module.clone()]).await;
+    let cloud = Cloud::start(loopback(), std::slice::from_ref(&module)).await;
     let hub = EdgeHub::start(EdgeHubSpec {
         modules: vec![module.clone()],
         routes: json!({}),
