@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Builder, Database, DatabaseError, ReadableTable, WriteTransaction};
+use redb::{Builder, Database, DatabaseError, ReadableTable, StorageBackend, WriteTransaction};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -56,14 +56,33 @@ impl Store {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, OpenError> {
         let path = path.as_ref().to_path_buf();
+        let db = builder(&config).create(&path);
+        Self::from_database(db, path, config, clock)
+    }
+
+    /// Opens a store on another storage medium, for example redb's `InMemoryBackend` in tests
+    /// of code built on the store. `name` stands in for the path in logs and errors.
+    pub fn open_with_backend(
+        backend: impl StorageBackend,
+        name: &str,
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        let db = builder(&config).create_with_backend(backend);
+        Self::from_database(db, PathBuf::from(name), config, clock)
+    }
+
+    fn from_database(
+        db: Result<Database, DatabaseError>,
+        path: PathBuf,
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
         let storage = |source: StorageError| OpenError::Storage {
             path: path.clone(),
             source,
         };
-        let mut builder = Builder::new();
-        builder.set_cache_size(config.cache_bytes);
-        builder.set_check_integrity_on_open(config.verify_on_open);
-        let db = builder.create(&path).map_err(|e| match e {
+        let db = db.map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => OpenError::AlreadyOpen { path: path.clone() },
             other => storage(StorageError::database("open", other)),
         })?;
@@ -186,6 +205,13 @@ impl Store {
     }
 }
 
+fn builder(config: &Config) -> Builder {
+    let mut builder = Builder::new();
+    builder.set_cache_size(config.cache_bytes);
+    builder.set_check_integrity_on_open(config.verify_on_open);
+    builder
+}
+
 /// Creates the tables on first open, checks the schema version, loads the counters.
 fn init(txn: &WriteTransaction, path: &Path) -> Result<State, OpenError> {
     let storage = |source: StorageError| OpenError::Storage {
@@ -222,3 +248,6 @@ fn init(txn: &WriteTransaction, path: &Path) -> Result<State, OpenError> {
     }
     State::load(&meta, &endpoints).map_err(storage)
 }
+
+#[cfg(test)]
+mod tests;
