@@ -316,13 +316,35 @@ fn check_priority(c: &mut Checker, value: &Value, path: &JsonPath) -> Option<u32
     }
 }
 
-/// Checks that a route's text parses and compiles. Returns `None` (error recorded) if not.
+/// Checks that a route's text parses and compiles (with the `routing` crate, so the hub and the
+/// validator agree). Compiler warnings become manifest warnings. `None` (error recorded) if not.
 fn check_route_text(c: &mut Checker, text: &str, path: &JsonPath) -> Option<()> {
-    if text.trim().is_empty() {
-        c.error(path, ErrorKind::Blank);
-        return None;
+    match ironedge_routing::compile(text) {
+        Ok(compiled) => {
+            for warning in compiled.warnings() {
+                c.warn(
+                    path,
+                    WarningKind::Route {
+                        message: warning.message.clone(),
+                        line: warning.line,
+                        column: warning.column,
+                    },
+                );
+            }
+            Some(())
+        }
+        Err(err) => {
+            c.error(
+                path,
+                ErrorKind::Route {
+                    message: err.kind.to_string(),
+                    line: err.line,
+                    column: err.column,
+                },
+            );
+            None
+        }
     }
-    Some(())
 }
 
 /// Reads `storeAndForwardConfiguration`.

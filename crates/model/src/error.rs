@@ -438,6 +438,16 @@ pub enum WarningKind {
     /// Desired properties for a module the deployment does not define.
     #[error("module twin for a module that $edgeAgent does not deploy")]
     TwinWithoutModule,
+    /// A route IoT Edge accepts but that probably does not do what was meant.
+    #[error("route at line {line} column {column}: {message}")]
+    Route {
+        /// What looks wrong, from the route compiler.
+        message: String,
+        /// 1-based line in the route text.
+        line: usize,
+        /// 1-based column in the route text.
+        column: usize,
+    },
 }
 
 impl WarningKind {
@@ -448,6 +458,7 @@ impl WarningKind {
             Self::Ignored { .. } => "ignored",
             Self::EmptyRouteSkipped => "empty_route_skipped",
             Self::TwinWithoutModule => "twin_without_module",
+            Self::Route { .. } => "route",
         }
     }
 }

@@ -352,3 +352,75 @@ fn to_value_round_trips() {
     let h = hub(&doc);
     assert_eq!(EdgeHubDesired::from_value(&h.to_value()).unwrap(), h);
 }
+
+#[test]
+fn a_route_that_does_not_parse_is_reported_at_its_path_with_line_and_column() {
+    let doc = with(hub_desired(), "/routes/r1", json!("FROM /messages/* INTO"));
+    let errs = hub_errors(&doc);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("$.routes.r1: invalid route at line 1 column "),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_route_object_with_a_bad_condition_is_reported_at_its_route_field() {
+    let doc = with(
+        hub_desired(),
+        "/routes/r1",
+        json!({"route": "FROM /messages/* WHERE temperature > 20 INTO $upstream", "priority": 1}),
+    );
+    let errs = hub_errors(&doc);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("$.routes.r1.route: invalid route at line 1 column 24: "),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_single_bad_route_rejects_the_whole_configuration() {
+    let doc = with(
+        hub_desired(),
+        "/routes/bad",
+        json!("FROM /messages/* INTO $nowhere"),
+    );
+    let errs = EdgeHubDesired::from_value(&doc).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs.errors()[0].path.to_string(), "$.routes.bad");
+    assert_eq!(errs.errors()[0].kind.code(), "route");
+}
+
+#[test]
+fn multi_line_routes_report_the_line_of_the_error() {
+    let doc = with(
+        hub_desired(),
+        "/routes/r1",
+        json!("FROM /messages/*\nWHERE $connectionModuleId = \nINTO $upstream"),
+    );
+    let errs = hub_errors(&doc);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("invalid route at line 3 column 1"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn route_compiler_warnings_become_manifest_warnings() {
+    let doc = with(
+        hub_desired(),
+        "/routes/r1",
+        json!("FROM /messages/* INTO BrokeredEndpoint(\"/modules/filter/outputs/alerts\")"),
+    );
+    let checked = EdgeHubDesired::check_value(&doc);
+    assert!(checked.is_valid(), "{:?}", errors(&checked));
+    let w = warnings(&checked);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("$.routes.r1: route at line 1 column 23: "),
+        "{w:?}"
+    );
+    assert_eq!(checked.warnings[0].kind.code(), "route");
+}
