@@ -62,21 +62,30 @@ k8s_servers_built() {
         grep -qx "reflect2=$K8S_REFLECT2_VERSION" "$K8S_BIN/BUILD-INFO" 2>/dev/null
 }
 
-# Resolve the state dir of one control plane from (in order) --state-dir, IRONEDGE_K8S_STATE_DIR,
-# --name / IRONEDGE_K8S_NAME (default "dev"). Sets K8S_STATE and K8S_NAME.
+# Resolve the state dir of one control plane. Flags beat the environment, and a directory beats a
+# name: --state-dir, --name, IRONEDGE_K8S_STATE_DIR, IRONEDGE_K8S_NAME, else the name "dev".
+# Sets K8S_STATE and K8S_NAME.
 k8s_resolve_state_dir() {
     local flag_dir="$1" flag_name="$2"
-    K8S_NAME="${flag_name:-${IRONEDGE_K8S_NAME:-}}"
-    K8S_STATE="${flag_dir:-${IRONEDGE_K8S_STATE_DIR:-}}"
+    if [[ -n "$flag_dir" ]]; then
+        K8S_STATE="$flag_dir"
+    elif [[ -n "$flag_name" ]]; then
+        K8S_NAME="$flag_name"
+        K8S_STATE=""
+    elif [[ -n "${IRONEDGE_K8S_STATE_DIR:-}" ]]; then
+        K8S_STATE="$IRONEDGE_K8S_STATE_DIR"
+    else
+        K8S_NAME="${IRONEDGE_K8S_NAME:-dev}"
+        K8S_STATE=""
+    fi
     if [[ -z "$K8S_STATE" ]]; then
-        K8S_NAME="${K8S_NAME:-dev}"
         [[ "$K8S_NAME" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] ||
             k8s_die "invalid cluster name '$K8S_NAME'" "use letters, digits, '.', '_' or '-'"
         K8S_STATE="$K8S_CLUSTERS/$K8S_NAME"
     fi
-    K8S_NAME="${K8S_NAME:-$(basename "$K8S_STATE")}"
     # Absolute, because the daemons and the kubeconfig outlive the caller's working directory.
     [[ "$K8S_STATE" = /* ]] || K8S_STATE="$PWD/$K8S_STATE"
+    K8S_NAME="$(basename "$K8S_STATE")"
 }
 
 # The pid recorded for a component if that process is still alive AND still runs the component's
