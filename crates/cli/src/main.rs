@@ -23,6 +23,23 @@ enum Command {
     /// Test and evaluate IoT Hub routes and conditions.
     #[command(subcommand)]
     Route(commands::route::RouteCommand),
+    /// Run the cloud hub (IoT-Hub-compatible REST over HTTPS and device MQTT over TLS).
+    Hub(commands::hub::HubArgs),
+    /// Manage device identities on a hub.
+    #[command(subcommand)]
+    Device(commands::device::DeviceCommand),
+    /// Put a deployment manifest on one edge device.
+    #[command(subcommand)]
+    Deploy(commands::deploy::DeployCommand),
+    /// Manage automatic and layered deployments on a hub.
+    #[command(subcommand)]
+    Deployment(commands::deployment::DeploymentCommand),
+    /// Show and update device and module twins.
+    #[command(subcommand)]
+    Twin(commands::twin::TwinCommand),
+    /// Follow device-to-cloud messages; send cloud-to-device messages.
+    #[command(subcommand)]
+    Messages(commands::messages::MessagesCommand),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +48,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Manifest(cmd) => commands::manifest::run(cmd),
         Command::Route(cmd) => commands::route::run(cmd),
+        Command::Hub(args) => commands::hub::run(args),
+        Command::Device(cmd) => commands::device::run(cmd),
+        Command::Deploy(cmd) => commands::deploy::run(cmd),
+        Command::Deployment(cmd) => commands::deployment::run(cmd),
+        Command::Twin(cmd) => commands::twin::run(cmd),
+        Command::Messages(cmd) => commands::messages::run(cmd),
     };
     match result {
         Ok(code) => code,

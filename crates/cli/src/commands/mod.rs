@@ -1,4 +1,10 @@
 //! One module per top-level subcommand; each exposes its clap enum and a `run` function.
 
+pub(crate) mod deploy;
+pub(crate) mod deployment;
+pub(crate) mod device;
+pub(crate) mod hub;
 pub(crate) mod manifest;
+pub(crate) mod messages;
 pub(crate) mod route;
+pub(crate) mod twin;
