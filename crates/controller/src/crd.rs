@@ -288,7 +288,8 @@ pub struct Condition {
     pub status: String,
     /// Machine-readable CamelCase reason.
     pub reason: String,
-    /// Human-readable detail.
+    /// Human-readable detail (omitted when empty: Kubernetes 1.20 turns `""` into null).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// RFC 3339 time of the last change of `status`.
     pub last_transition_time: String,

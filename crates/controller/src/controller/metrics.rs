@@ -42,8 +42,10 @@ pub struct Metrics {
     pub writes: Family<WriteLabels, Counter>,
     /// 1 while this process holds the leader lease.
     pub leader: Gauge,
-    /// Writes other than lease renewals and events, for the load tool.
+    /// Writes other than lease renewals, for tests and the load tool.
     object_writes: Arc<AtomicU64>,
+    /// Reconciles finished (successfully or not).
+    completed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -87,11 +89,17 @@ impl Default for Metrics {
             writes,
             leader,
             object_writes: Arc::default(),
+            completed: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
+    /// Reconciles finished so far.
+    pub fn reconcile_count(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+
     /// Counts a reconcile and times it until the guard drops.
     pub fn reconcile_timer(&self) -> ReconcileTimer<'_> {
         self.reconciles.inc();
@@ -118,13 +126,13 @@ impl Metrics {
                 resource: resource.to_string(),
             })
             .inc();
-        if !resource.starts_with("leases") && !resource.starts_with("events") {
+        if !resource.starts_with("leases") {
             self.object_writes.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Writes of objects and status so far (lease renewals and events excluded).
-    pub fn object_writes(&self) -> u64 {
+    /// Writes so far, lease renewals excluded.
+    pub fn writes_excluding_leases(&self) -> u64 {
         self.object_writes.load(Ordering::Relaxed)
     }
 
@@ -149,5 +157,6 @@ impl Drop for ReconcileTimer<'_> {
         self.metrics
             .duration
             .observe(self.start.elapsed().as_secs_f64());
+        self.metrics.completed.fetch_add(1, Ordering::Relaxed);
     }
 }

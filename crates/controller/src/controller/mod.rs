@@ -63,6 +63,8 @@ pub struct Settings {
     pub lease: Option<LeaseSettings>,
     /// Name of this instance in Events (pod name).
     pub instance: Option<String>,
+    /// Serve only EdgeDeployments matching this label selector (sharding several controllers).
+    pub selector: Option<String>,
 }
 
 impl Settings {
@@ -73,6 +75,7 @@ impl Settings {
             resync: Duration::from_secs(300),
             lease: None,
             instance: None,
+            selector: None,
         }
     }
 }

@@ -729,7 +729,11 @@ impl Parser<'_> {
         let source = match field("Type").to_ascii_lowercase().as_str() {
             "bind" if source.starts_with('/') => MountSource::HostPath(source.to_string()),
             "bind" => {
-                return Err(self.invalid(&format!("{path}.Source"), "an absolute host path", value));
+                return Err(self.invalid(
+                    &format!("{path}.Source"),
+                    "an absolute host path",
+                    value,
+                ));
             }
             "volume" | "" if source.is_empty() => MountSource::Anonymous,
             "volume" | "" => MountSource::Volume(source.to_string()),
