@@ -14,6 +14,7 @@
 //! | a manifest as JSON | [`Manifest::check_value`]`(&Value)`, [`Manifest::from_value`] | same / `Result<Manifest, ValidationErrors>` |
 //! | `$edgeAgent` desired properties (agent twin) | [`EdgeAgentDesired::check_value`] / [`EdgeAgentDesired::from_value`] | paths rooted at `$` |
 //! | `$edgeHub` desired properties (hub twin) | [`EdgeHubDesired::check_value`] / [`EdgeHubDesired::from_value`] | paths rooted at `$` |
+//! | both system twins (agent) | [`Manifest::check_sections`]`(&agent, &hub)` | `Checked<Manifest>`, manifest-style paths |
 //!
 //! Errors: [`ValidationErrors`] (a list of [`ManifestError`]`{ path: `[`JsonPath`]`, kind: `[`ErrorKind`]`}`,
 //! printed one `path: reason` per line, `Serialize` as `[{path, kind, reason}]`).
@@ -112,6 +113,9 @@ pub use module::{
 pub use names::{EDGE_AGENT, EDGE_AGENT_IDENTITY, EDGE_HUB, EDGE_HUB_IDENTITY, module_identity};
 pub use path::{JsonPath, Segment};
 pub use schema_version::{SchemaVersion, SchemaVersionParseError};
+
+/// A result whose error is the full list of validation errors.
+pub type Result<T, E = ValidationErrors> = std::result::Result<T, E>;
 
 /// Validates a deployment manifest file's bytes: the typed [`Manifest`] or every error, plus
 /// warnings. Both `{"modulesContent": …}` and `{"content": {"modulesContent": …}}` are accepted.

@@ -78,6 +78,34 @@ impl Manifest {
         c.finish(manifest)
     }
 
+    /// Validates the two system twins' desired properties as the agent receives them (one JSON
+    /// object each), reporting errors with the same paths as a whole manifest
+    /// (`$.modulesContent.$edgeAgent['properties.desired'].…`). User module twins are not part of
+    /// the agent's view, so `module_twins` is empty.
+    pub fn check_sections(edge_agent: &Value, edge_hub: &Value) -> Checked<Self> {
+        let mut c = Checker::default();
+        let base = JsonPath::root().key("modulesContent");
+        let agent = edge_agent::check(
+            &mut c,
+            edge_agent,
+            &base.key(EDGE_AGENT_IDENTITY).key(PROPERTIES_DESIRED),
+        );
+        let hub = edge_hub::check(
+            &mut c,
+            edge_hub,
+            &base.key(EDGE_HUB_IDENTITY).key(PROPERTIES_DESIRED),
+        );
+        let manifest = match (agent, hub) {
+            (Some(edge_agent), Some(edge_hub)) => Some(Manifest {
+                edge_agent,
+                edge_hub,
+                module_twins: IndexMap::new(),
+            }),
+            _ => None,
+        };
+        c.finish(manifest)
+    }
+
     /// Like [`Self::check_slice`], without the warnings.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ValidationErrors> {
         Self::check_slice(bytes).into_result()

@@ -266,3 +266,24 @@ fn status_code_maps_the_worst_section_error() {
     );
     assert_eq!(Manifest::from_value(&doc).unwrap_err().status_code(), 417);
 }
+
+#[test]
+fn sections_from_two_twins_validate_with_manifest_paths() {
+    let m = Manifest::check_sections(&agent_desired(), &hub_desired())
+        .into_result()
+        .unwrap();
+    assert_eq!(m, Manifest::from_value(&manifest()).unwrap());
+    let checked = Manifest::check_sections(
+        &without(agent_desired(), "/modules/temp/status"),
+        &with(hub_desired(), "/schemaVersion", json!("3.0")),
+    );
+    let errs = checked.result.unwrap_err();
+    assert_eq!(errs.status_code(), 412);
+    assert_eq!(
+        errs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "$.modulesContent.$edgeAgent['properties.desired'].modules.temp.status: required field is missing",
+            "$.modulesContent.$edgeHub['properties.desired'].schemaVersion: unsupported schema version \"3.0\": supported are 1.0, 1.1, 1.2 and 1.3",
+        ]
+    );
+}
