@@ -55,6 +55,13 @@ pub async fn run(
     shutdown: CancellationToken,
     started: Option<tokio::sync::oneshot::Sender<NodeStarted>>,
 ) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(Error::Invalid {
+            what: "user",
+            value: "non-root".into(),
+            reason: "the node creates network namespaces and bind mounts: run it as root".into(),
+        });
+    }
     for tool in ["ip", "nft"] {
         find_program(tool)?;
     }
