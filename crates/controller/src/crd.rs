@@ -185,6 +185,28 @@ pub struct WorkloadSpec {
     /// `IOTEDGE_APIVERSION`, e.g. `2020-07-07`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// A sidecar in every module pod that serves `uri` (a `unix://` socket shared only with the
+    /// module's container) and forwards to the agent with the pod's audience-bound
+    /// ServiceAccount token, so that the agent knows which module calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<WorkloadProxySpec>,
+}
+
+/// The per-pod workload API sidecar (`ironedge workload-proxy`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadProxySpec {
+    /// Image holding the `ironedge` binary.
+    pub image: String,
+    /// The agent's workload API, e.g. `https://ironedge-agent.dev1.svc:15581`.
+    pub agent_url: String,
+    /// Audience of the projected ServiceAccount token the sidecar presents (e.g. `ironedge-workload`).
+    pub audience: String,
+    /// ConfigMap in the namespace holding the edge CA trust bundle under `trust-bundle.pem`.
+    pub trust_bundle_config_map: String,
+    /// Lifetime of the projected token in seconds (default 3600; the kubelet renews it at 80%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expiration_seconds: Option<i64>,
 }
 
 /// Which manifest the spec was made from.

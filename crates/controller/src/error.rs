@@ -60,6 +60,14 @@ pub enum SpecError {
         /// The value.
         value: String,
     },
+    /// The workload proxy needs a `unix://` workload URI (the socket it serves in the pod).
+    #[error(
+        "spec.workload.uri {uri:?} must be a unix:// socket path when spec.workload.proxy is set"
+    )]
+    WorkloadProxyUri {
+        /// The URI given.
+        uri: String,
+    },
     /// An object the spec needs already exists and belongs to something else.
     #[error(
         "{kind} {name:?} already exists and is not managed by this EdgeDeployment ({owner}); \
@@ -85,6 +93,7 @@ impl SpecError {
             Self::InvalidCreateOptions { .. } => "InvalidCreateOptions",
             Self::InvalidEnvName { .. } => "InvalidEnvName",
             Self::InvalidQuantity { .. } => "InvalidQuantity",
+            Self::WorkloadProxyUri { .. } => "WorkloadProxyUri",
             Self::ObjectConflict { .. } => "ObjectConflict",
         }
     }

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod service;
 pub mod volumes;
 pub mod workload;
+pub mod workload_proxy;
 
 use std::collections::BTreeMap;
 

@@ -159,7 +159,7 @@ fn pod_template(
         ..Container::default()
     };
     let pull_secrets = registry::pull_secrets_for(&module.image, &ctx.ed.spec.image_pull_secrets);
-    let spec = PodSpec {
+    let mut spec = PodSpec {
         containers: vec![container],
         service_account_name: Some(name.to_string()),
         restart_policy: Some(restart_policy.to_string()),
@@ -182,6 +182,7 @@ fn pod_template(
         termination_grace_period_seconds: options.stop_timeout,
         ..PodSpec::default()
     };
+    super::workload_proxy::inject(ctx.ed.spec.workload.as_ref(), &mut spec)?;
     Ok(PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(ctx.module_labels(name)),
