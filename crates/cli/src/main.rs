@@ -23,6 +23,10 @@ enum Command {
     /// Test and evaluate IoT Hub routes and conditions.
     #[command(subcommand)]
     Route(commands::route::RouteCommand),
+    /// Print the EdgeDeployment CRD (`ironedge crd | kubectl apply -f -`).
+    Crd(commands::crd::CrdArgs),
+    /// Run the EdgeDeployment controller (per device namespace or cluster-wide), or print its RBAC.
+    Controller(commands::controller::ControllerArgs),
     /// Run the cloud hub (IoT-Hub-compatible REST over HTTPS and device MQTT over TLS).
     Hub(commands::hub::HubArgs),
     /// Manage device identities on a hub.
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Manifest(cmd) => commands::manifest::run(cmd),
         Command::Route(cmd) => commands::route::run(cmd),
+        Command::Crd(args) => commands::crd::run(args),
+        Command::Controller(args) => commands::controller::run(args),
         Command::Hub(args) => commands::hub::run(args),
         Command::Device(cmd) => commands::device::run(cmd),
         Command::Deploy(cmd) => commands::deploy::run(cmd),

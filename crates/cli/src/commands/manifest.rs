@@ -26,11 +26,50 @@ pub(crate) enum ManifestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the Kubernetes objects a manifest becomes (EdgeDeployment, pull Secrets, workloads), like `helm template`.
+    Render {
+        /// Namespace of the device.
+        #[arg(long)]
+        namespace: String,
+        /// IoT Hub device id.
+        #[arg(long)]
+        device: String,
+        /// IoT Hub host name for `IOTEDGE_IOTHUBHOSTNAME`.
+        #[arg(long, default_value = "localhost", env = "IRONEDGE_HUB_HOST")]
+        hub: String,
+        /// Workload API URI for `IOTEDGE_WORKLOADURI`.
+        #[arg(long)]
+        workload_uri: Option<String>,
+        /// Leave out the image pull Secrets (they hold registry passwords).
+        #[arg(long)]
+        no_secrets: bool,
+        /// The manifest file; `-` reads standard input.
+        file: PathBuf,
+    },
 }
 
 /// Runs a `manifest` subcommand.
 pub(crate) fn run(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        ManifestCommand::Render {
+            namespace,
+            device,
+            hub,
+            workload_uri,
+            no_secrets,
+            file,
+        } => {
+            let bytes = read_input(&file)?;
+            let args = super::render::RenderArgs {
+                namespace: &namespace,
+                device: &device,
+                hub: &hub,
+                workload_uri: workload_uri.as_deref(),
+                file: &file,
+                no_secrets,
+            };
+            super::render::run(&args, &bytes)
+        }
         ManifestCommand::Validate { file, json } => {
             let bytes = read_input(&file)?;
             let checked = ironedge_model::validate(&bytes);

@@ -1,10 +1,13 @@
 //! One module per top-level subcommand; each exposes its clap enum and a `run` function.
 
+pub(crate) mod controller;
+pub(crate) mod crd;
 pub(crate) mod deploy;
 pub(crate) mod deployment;
 pub(crate) mod device;
 pub(crate) mod hub;
 pub(crate) mod manifest;
+pub(crate) mod render;
 pub(crate) mod messages;
 pub(crate) mod route;
 pub(crate) mod twin;
