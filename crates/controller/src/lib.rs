@@ -25,6 +25,7 @@ pub mod crd;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
+pub mod from_manifest;
 pub mod labels;
 pub mod names;
 pub mod quantity;
