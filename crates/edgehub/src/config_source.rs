@@ -40,9 +40,13 @@ impl ConfigSource {
 /// Applies `config`, or logs why not (the running configuration stays).
 pub(crate) async fn apply(hub: &Hub, config: &HubConfig, origin: &str) -> bool {
     match hub.apply_config(config).await {
-        Ok(()) => true,
+        Ok(()) => {
+            hub.metrics().config_applied.inc();
+            true
+        }
         Err(e) => {
             tracing::error!(origin, error = %e, "configuration rejected; keeping the running routes");
+            hub.metrics().config_rejected.inc();
             false
         }
     }

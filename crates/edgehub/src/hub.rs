@@ -123,6 +123,7 @@ pub(crate) struct Inner {
     pub(crate) pumps: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     pub(crate) reported_changed: Notify,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) registry: std::sync::OnceLock<Arc<crate::registry::RegistrySync>>,
 }
 
 impl Hub {
@@ -160,6 +161,7 @@ impl Hub {
                 pumps: Mutex::new(HashMap::new()),
                 reported_changed: Notify::new(),
                 shutdown,
+                registry: std::sync::OnceLock::new(),
             }),
         };
         twins::load_cache(&hub);
@@ -172,6 +174,11 @@ impl Hub {
     /// The metrics, to register with a Prometheus registry.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Lets unknown identities trigger a registry read.
+    pub fn set_registry(&self, registry: Arc<crate::registry::RegistrySync>) {
+        let _ = self.inner.registry.set(registry);
     }
 
     /// The identity cache.
@@ -250,6 +257,11 @@ impl Hub {
         );
         if let Err(e) = &result {
             tracing::warn!(client_id, error = %e, "connection refused");
+            if matches!(e, AuthError::UnknownIdentity(_))
+                && let Some(registry) = self.inner.registry.get()
+            {
+                registry.request_refresh();
+            }
             self.inner
                 .metrics
                 .auth_failures

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub upstream_connected: Gauge,
     /// 1 while an upstream link is configured.
     pub upstream_configured: Gauge,
+    /// Route configurations applied.
+    pub config_applied: Counter,
+    /// Route configurations rejected (the running one stayed).
+    pub config_rejected: Counter,
 }
 
 impl Metrics {

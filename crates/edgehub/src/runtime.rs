@@ -21,6 +21,7 @@ use crate::broker::EdgeHubHooks;
 use crate::config_source::ConfigSource;
 use crate::hub::{Hub, HubSettings};
 use crate::identities::{IdentityCache, IdentityEntry};
+use crate::registry::{RegistrySettings, RegistrySync};
 use crate::upstream::UpstreamSettings;
 
 /// Everything a running edge hub needs, as plain values.
@@ -48,7 +49,12 @@ pub struct EdgeHubOptions {
     pub config: ConfigSource,
     /// MQTT limits.
     pub mqtt_config: MqttConfig,
+    /// The cloud registry to read module identities from, if any.
+    pub registry: Option<RegistrySettings>,
 }
+
+/// How long start-up waits for the first registry read.
+const REGISTRY_START_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Why the edge hub could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +116,21 @@ pub async fn run_with(
         options.upstream.clone(),
         token.clone(),
     );
+    if let Some(settings) = options.registry.clone() {
+        let sync = RegistrySync::new(settings, hub.identities().clone(), store.clone())
+            .map_err(|e| RunError::Identities(e.to_string()))?;
+        let sync = Arc::new(sync);
+        // One read before serving, so modules deployed while the hub was down are known; a
+        // cloud that does not answer leaves the durable cache in charge.
+        if tokio::time::timeout(REGISTRY_START_WAIT, sync.refresh_logged())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the registry did not answer at start; using the cached identities");
+        }
+        hub.set_registry(sync.clone());
+        tokio::spawn(sync.run(token.clone()));
+    }
     started(&hub);
     let hooks = Arc::new(EdgeHubHooks::new(hub.clone()));
     let server = MqttServer::new(options.mqtt_config.clone(), hooks);

@@ -19,6 +19,7 @@ async fn forbidden_malformed_and_oversize_traffic_is_refused_and_the_broker_keep
         modules: vec![sensor.clone(), filter.clone()],
         routes: json!({"routes": {"all": "FROM /messages/* INTO BrokeredEndpoint(\"/modules/filter/inputs/in\")"}}),
         upstream: None,
+        registry: None,
     })
     .await;
     let ca = hub.ca_file();

@@ -33,6 +33,7 @@ async fn module_outputs_reach_other_modules_inputs_through_routes_with_condition
             "hot": {"route": r#"FROM /messages/modules/sender/outputs/json WHERE $body.temp > 30 INTO BrokeredEndpoint("/modules/receiver/inputs/hot")"#, "priority": 1}
         }}),
         upstream: None,
+        registry: None,
     })
     .await;
 
@@ -85,6 +86,7 @@ async fn reported_properties_are_acknowledged_and_served_from_the_cache_with_no_
         modules: vec![module.clone()],
         routes: json!({}),
         upstream: None,
+        registry: None,
     })
     .await;
     let mut m = ModuleProcess::spawn(

@@ -15,12 +15,15 @@ const T: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upstream_telemetry_reaches_the_cloud_as_the_sending_module_with_its_properties() {
+    // The edge hub learns the module's key from the cloud registry with the edge device's own
+    // credentials (no identities are given to it).
     let sender = Module::new("sensor");
     let cloud = Cloud::start(loopback(), std::slice::from_ref(&sender)).await;
     let hub = EdgeHub::start(EdgeHubSpec {
         modules: vec![sender.clone()],
         routes: json!({"routes": {"up": "FROM /messages/modules/sensor/outputs/* INTO $upstream"}}),
         upstream: Some(cloud.upstream()),
+        registry: Some(cloud.registry().await),
     })
     .await;
     let mut tx = ModuleProcess::spawn(
@@ -62,6 +65,7 @@ async fn a_direct_method_invoked_at_the_cloud_reaches_the_module_and_its_answer_
         modules: vec![module.clone()],
         routes: json!({}),
         upstream: Some(cloud.upstream()),
+        registry: None,
     })
     .await;
     let mut m = ModuleProcess::spawn(&hub, &module, "methods", json!({"count": 1}));
@@ -104,6 +108,7 @@ async fn reported_properties_reach_the_cloud_and_desired_changes_reach_the_modul
         modules: vec![module.clone()],
         routes: json!({}),
         upstream: Some(cloud.upstream()),
+        registry: None,
     })
     .await;
     let mut m = ModuleProcess::spawn(

@@ -88,6 +88,22 @@ impl Cloud {
         }
     }
 
+    /// Registry settings with the edge device's own key, as the edge hub reads its modules.
+    pub async fn registry(&self) -> ironedge_edgehub::registry::RegistrySettings {
+        let device = self.hub().get_device(EDGE.into()).await.unwrap();
+        let key = device["authentication"]["symmetricKey"]["primaryKey"]
+            .as_str()
+            .unwrap();
+        ironedge_edgehub::registry::RegistrySettings {
+            base_url: format!("https://{}:{}", self.addr, self.started.rest_addr.port()),
+            hub_host_name: HUB.into(),
+            edge_device_id: EDGE.into(),
+            device_key: ironedge_protocol::SymmetricKey::from_base64(key).unwrap(),
+            tls: ironedge_pki::client_config(&self.ca_pem, None).unwrap(),
+            refresh: Duration::from_secs(3600),
+        }
+    }
+
     pub fn hub(&self) -> &ironedge_hub::Hub {
         &self.started.hub
     }

@@ -143,10 +143,17 @@ pub struct EdgeHubSpec {
     pub modules: Vec<Module>,
     pub routes: Value,
     pub upstream: Option<UpstreamSettings>,
+    pub registry: Option<ironedge_edgehub::registry::RegistrySettings>,
 }
 
 impl EdgeHub {
     pub async fn start(spec: EdgeHubSpec) -> Self {
+        let config: HubConfig = serde_json::from_value(spec.routes.clone()).unwrap();
+        Self::start_with_source(spec, ConfigSource::Static(config)).await
+    }
+
+    /// As [`EdgeHub::start`] with routes from `source` (`spec.routes` is ignored).
+    pub async fn start_with_source(spec: EdgeHubSpec, source: ConfigSource) -> Self {
         ironedge_pki::install_default_provider();
         let addr = loopback();
         let ip = addr.to_string();
@@ -176,7 +183,6 @@ impl EdgeHub {
             let _ = stopped.await;
         }));
 
-        let config: HubConfig = serde_json::from_value(spec.routes).unwrap();
         let mqtt = tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(addr), 8883))
             .await
             .unwrap();
@@ -186,14 +192,20 @@ impl EdgeHub {
             settings,
             store_path: dir.path().join("edgehub.redb"),
             store_config: ironedge_store::Config::default(),
-            identities: spec.modules.iter().map(Module::entry).collect(),
+            // With a registry the edge hub must learn the keys from the cloud, not from us.
+            identities: if spec.registry.is_some() {
+                Vec::new()
+            } else {
+                spec.modules.iter().map(Module::entry).collect()
+            },
             mqtt,
             websocket: None,
             tls,
             http: None,
             upstream: spec.upstream,
-            config: ConfigSource::Static(config),
+            config: source,
             mqtt_config: ironedge_mqtt::MqttConfig::default(),
+            registry: spec.registry,
         };
         let (hub_tx, hub_rx) = oneshot::channel();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -320,5 +332,91 @@ impl ModuleProcess {
             .expect("module exited")
             .unwrap();
         assert!(status.success(), "{} exited with {status}", self.name);
+    }
+}
+
+/// A raw MQTT client (rumqttc) logged in as a module, for tests that need no SDK.
+pub struct RawModule {
+    pub client: rumqttc::AsyncClient,
+    pub events: rumqttc::EventLoop,
+}
+
+impl RawModule {
+    pub async fn connect(hub: &EdgeHub, module: &Module) -> Self {
+        let mut opts =
+            rumqttc::MqttOptions::new(module.identity().client_id(), hub.addr.to_string(), 8883);
+        opts.set_credentials(module.username(), module.token(3600));
+        opts.set_clean_session(true);
+        let tls = ironedge_pki::client_config(&hub.pki.ca_pem, None).unwrap();
+        opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+            tls,
+        )));
+        let (client, mut events) = rumqttc::AsyncClient::new(opts, 100);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), events.poll())
+                .await
+                .expect("connack")
+            {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => panic!("{}: cannot connect: {e}", module.name),
+            }
+        }
+        Self { client, events }
+    }
+
+    /// Subscribes to the module's inputs and waits for the SUBACK.
+    pub async fn subscribe_inputs(&mut self, module: &Module) {
+        let filter = format!("devices/{EDGE}/modules/{}/inputs/#", module.name);
+        self.client
+            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) = self.poll().await {
+                return;
+            }
+        }
+    }
+
+    pub async fn poll(&mut self) -> rumqttc::Event {
+        tokio::time::timeout(Duration::from_secs(30), self.events.poll())
+            .await
+            .expect("mqtt event in time")
+            .expect("mqtt connection alive")
+    }
+
+    /// Publishes on an output and waits for the PUBACK.
+    pub async fn send(&mut self, module: &Module, output: &str, body: &str) {
+        let topic = format!(
+            "devices/{EDGE}/modules/{}/messages/events/%24.on={output}",
+            module.name
+        );
+        self.client
+            .publish(
+                topic,
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                body.as_bytes().to_vec(),
+            )
+            .await
+            .unwrap();
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) = self.poll().await {
+                return;
+            }
+        }
+    }
+
+    /// The next input message: (topic, body).
+    pub async fn receive(&mut self) -> (String, String) {
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = self.poll().await {
+                return (
+                    p.topic.clone(),
+                    String::from_utf8_lossy(&p.payload).into_owned(),
+                );
+            }
+        }
     }
 }
