@@ -9,8 +9,7 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
-use serde_json::Value as Json;
-
+use crate::json::Json;
 use crate::message::{RoutableMessage, SystemProperty};
 use crate::value::Value;
 
@@ -44,39 +43,24 @@ impl BodyPath {
     }
 
     /// Looks the path up in a parsed body.
-    pub(crate) fn lookup<'j>(&self, root: &'j Json) -> Value<'j> {
+    pub(crate) fn lookup<'j>(&self, root: &'j Json<'_>) -> Value<'j> {
+        self.find(root).map_or(Value::Null, leaf)
+    }
+
+    fn find<'j, 'a>(&self, root: &'j Json<'a>) -> Option<&'j Json<'a>> {
         let mut node = root;
         for step in &self.steps {
-            let Some(child) = node.as_object().and_then(|o| o.get(&*step.key)) else {
-                return Value::Null;
-            };
-            node = child;
+            node = node.get(&step.key)?;
             if let Some(index) = step.index {
-                let Some(item) = node.as_array().and_then(|a| a.get(index)) else {
-                    return Value::Null;
-                };
-                node = item;
+                node = node.at(index)?;
             }
         }
-        leaf(node)
+        Some(node)
     }
 
     /// True when the path is present in the body, for `twin_change_includes`: found and not null.
-    pub(crate) fn is_present(&self, root: &Json) -> bool {
-        let mut node = root;
-        for step in &self.steps {
-            match node.as_object().and_then(|o| o.get(&*step.key)) {
-                Some(child) => node = child,
-                None => return false,
-            }
-            if let Some(index) = step.index {
-                match node.as_array().and_then(|a| a.get(index)) {
-                    Some(item) => node = item,
-                    None => return false,
-                }
-            }
-        }
-        !node.is_null()
+    pub(crate) fn is_present(&self, root: &Json<'_>) -> bool {
+        self.find(root).is_some_and(|node| *node != Json::Null)
     }
 }
 
@@ -137,11 +121,11 @@ fn is_excluded(c: char) -> bool {
     ) || c.is_whitespace()
 }
 
-fn leaf(node: &Json) -> Value<'_> {
+fn leaf<'j>(node: &'j Json<'_>) -> Value<'j> {
     match node {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => n.as_f64().map_or(Value::Undefined, Value::number),
+        Json::Number(x) => Value::number(*x),
         Json::String(s) if looks_like_json_net_date(s) => Value::Undefined,
         Json::String(s) => Value::Str(Cow::Borrowed(s)),
         Json::Array(_) | Json::Object(_) => Value::Undefined,
@@ -199,25 +183,27 @@ pub(crate) fn looks_like_json_net_date(s: &str) -> bool {
 
 /// The body of one message, parsed on first use and shared by every route evaluated on it.
 #[derive(Debug, Default)]
-pub(crate) struct BodyCache {
-    parsed: OnceCell<Option<Json>>,
+pub(crate) struct BodyCache<'m> {
+    parsed: OnceCell<Option<Json<'m>>>,
 }
 
-impl BodyCache {
+impl<'m> BodyCache<'m> {
     /// The parsed body, or `None` when `$body` queries do not apply to this message.
-    pub(crate) fn get<M: RoutableMessage + ?Sized>(&self, message: &M) -> Option<&Json> {
+    pub(crate) fn get<M: RoutableMessage + ?Sized>(&self, message: &'m M) -> Option<&Json<'m>> {
         self.parsed.get_or_init(|| parse_body(message)).as_ref()
     }
 }
 
-fn parse_body<M: RoutableMessage + ?Sized>(message: &M) -> Option<Json> {
+fn parse_body<M: RoutableMessage + ?Sized>(message: &M) -> Option<Json<'_>> {
     let content_type = message.system_property(SystemProperty::ContentType)?;
     if !content_type.eq_ignore_ascii_case("application/json") {
         return None;
     }
     let encoding = Encoding::from_name(message.system_property(SystemProperty::ContentEncoding)?)?;
-    let text = encoding.decode(message.body())?;
-    serde_json::from_str(&text).ok()
+    match encoding.decode(message.body())? {
+        Cow::Borrowed(text) => Json::parse(text),
+        Cow::Owned(text) => Json::parse_owned(&text),
+    }
 }
 
 /// The encodings `$body` queries accept (`Routing.Core/Constants.cs`).
@@ -302,8 +288,8 @@ mod tests {
     use super::*;
     use crate::message::Message;
 
-    fn json(text: &str) -> Json {
-        serde_json::from_str(text).unwrap()
+    fn json(text: &str) -> Json<'_> {
+        Json::parse(text).unwrap()
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub(crate) enum Outcome {
 #[derive(Debug)]
 pub struct MessageContext<'m, M: RoutableMessage + ?Sized> {
     message: &'m M,
-    body: BodyCache,
+    body: BodyCache<'m>,
 }
 
 impl<'m, M: RoutableMessage + ?Sized> MessageContext<'m, M> {
@@ -313,34 +313,37 @@ fn concat<'a, M: RoutableMessage + ?Sized>(
 
 /// Comparisons (reference §2.6, `ComparisonOperators.cs`, `Null.cs`).
 fn compare(op: Compare, l: &Value<'_>, r: &Value<'_>, dynamic: bool) -> Value<'static> {
+    if matches!(op, Compare::Eq | Compare::Ne) {
+        // Equality without ordering: strings of different lengths differ at once.
+        let equal = match (l, r) {
+            (Value::Undefined, _) | (_, Value::Undefined) => return Value::Undefined,
+            (Value::Number(x), Value::Number(y)) => x == y,
+            (Value::Str(x), Value::Str(y)) => x == y,
+            (Value::Bool(x), Value::Bool(y)) => x == y,
+            (Value::Null, Value::Null) => true,
+            // Values of different types: for `$body` values "not equal"; otherwise (a null
+            // property against a string) undefined, as `Null.cs` defines.
+            _ if dynamic => false,
+            _ => return Value::Undefined,
+        };
+        return Value::Bool(equal == (op == Compare::Eq));
+    }
     let ordering = match (l, r) {
-        (Value::Undefined, _) | (_, Value::Undefined) => return Value::Undefined,
         (Value::Number(x), Value::Number(y)) => x.partial_cmp(y),
         (Value::Str(x), Value::Str(y)) => Some(x.as_ref().cmp(y.as_ref())),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        // null < null is false and null <= null is true (Null.cs), as for equal values.
         (Value::Null, Value::Null) => Some(Ordering::Equal),
-        // Values of different types: for `$body` values "not equal"; otherwise (a null property
-        // against a string) undefined, as `Null.cs` defines.
-        _ if dynamic => {
-            return match op {
-                Compare::Eq => Value::Bool(false),
-                Compare::Ne => Value::Bool(true),
-                _ => Value::Undefined,
-            };
-        }
-        _ => return Value::Undefined,
+        _ => None,
     };
     let Some(ordering) = ordering else {
         return Value::Undefined;
     };
-    // null < null is false and null <= null is true (Null.cs), as for equal values.
     Value::Bool(match op {
-        Compare::Eq => ordering == Ordering::Equal,
-        Compare::Ne => ordering != Ordering::Equal,
         Compare::Lt => ordering == Ordering::Less,
         Compare::Le => ordering != Ordering::Greater,
         Compare::Gt => ordering == Ordering::Greater,
-        Compare::Ge => ordering != Ordering::Less,
+        _ => ordering != Ordering::Less,
     })
 }
 

@@ -21,6 +21,7 @@ mod condition;
 mod error;
 mod eval;
 mod functions;
+mod json;
 mod message;
 pub mod message_json;
 mod parse;
