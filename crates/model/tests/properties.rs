@@ -300,10 +300,18 @@ fn assert_contract(checked: ironedge_model::Checked<Manifest>) {
     }
 }
 
-// Generating whole manifests is expensive in debug builds: 64 cases per run here (raise with
-// PROPTEST_CASES for a deeper run); the cheap input-fuzzing properties below run 512.
+/// `PROPTEST_CASES` when set (for a deeper run), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// Generating whole manifests is expensive in debug builds: 64 cases per run here; the cheap
+// input-fuzzing properties below run 512. PROPTEST_CASES overrides both.
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(cases(64)))]
 
     #[test]
     fn any_generated_manifest_round_trips(m in manifest()) {
@@ -362,7 +370,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases(512)))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
