@@ -184,3 +184,6 @@ pub async fn serve(
         () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("REST connections still open after 10 s; closing"),
     }
 }
+
+#[cfg(test)]
+mod tests;
