@@ -352,6 +352,12 @@ proptest! {
         }
     }
 
+}
+
+// Exhaustive over the keys of each manifest (hundreds of validations per case), so fewer cases.
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(16)))]
+
     #[test]
     fn a_valid_manifest_with_any_one_key_removed_never_panics(m in manifest()) {
         let original = m.to_value();
