@@ -268,3 +268,18 @@ fn deeply_nested_input_is_rejected_instead_of_overflowing_the_stack() {
         .join(" OR ");
     assert!(compile_condition(&wide).is_ok());
 }
+
+#[test]
+fn a_slash_star_source_opens_a_comment_when_a_closing_star_slash_follows() {
+    // The reference lexer reads `/* … */` as a comment wherever it starts.
+    assert!(compile(r#"FROM /* INTO BrokeredEndpoint("/modules/m/inputs/*/x")"#).is_err());
+    assert!(compile(r#"FROM /* INTO BrokeredEndpoint("/modules/m/inputs/x")"#).is_ok());
+}
+
+#[test]
+fn an_operator_glued_to_the_next_operand_is_accepted() {
+    // IoT Edge rejects `3 -1` (two numbers in a row); reading it as `3 - 1` changes no accepted route.
+    let m = Message::new("/messages");
+    assert_eq!(eval("3 -1 = 2", &m), Truth::True);
+    assert_eq!(eval("as_number(key) +1 > 0 OR true", &m), Truth::True);
+}
