@@ -200,3 +200,19 @@ async fn restart_keeps_registry_twins_configurations_and_messages() {
     .await;
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_sdk_works_over_mqtt_over_websocket_on_port_443() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = TestHub::start_with(7, dir.path(), true).await;
+    let key = create_device(&hub, "ws-dev", false).await;
+    let mut env = script_env(&hub);
+    env.extend([("DEVICE_ID", "ws-dev".into()), ("DEVICE_KEY", key)]);
+    let result = run_python("websocket.py", &env).await.result();
+    assert_eq!(result["reported_version"], 2);
+    let stored = events(&hub, "ws-dev").await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["messageId"], "ws-1");
+    assert_eq!(stored[0]["properties"], json!({"via": "ws"}));
+    hub.stop().await;
+}

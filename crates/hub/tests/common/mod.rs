@@ -1,7 +1,13 @@
 //! A real hub per test: its own loopback address (the device SDK always dials port 8883), a
 //! development CA whose server certificate names that address, and the Python SDK venv.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,13 +29,13 @@ pub struct TestHub {
     pub started: Option<Started>,
 }
 
-fn settings(ip: IpAddr, dir: &Path) -> ServerSettings {
+fn settings(ip: IpAddr, dir: &Path, websocket: bool) -> ServerSettings {
     let rest = SocketAddr::new(ip, 8443);
     ServerSettings {
         database: dir.join("hub.db"),
         rest_addr: rest,
         mqtt_addr: SocketAddr::new(ip, 8883),
-        websocket_addr: None,
+        websocket_addr: websocket.then(|| SocketAddr::new(ip, 443)),
         tls: TlsSource::DevCa {
             dir: dir.join("tls"),
             names: vec![ip.to_string(), "localhost".into()],
@@ -45,8 +51,15 @@ fn settings(ip: IpAddr, dir: &Path) -> ServerSettings {
 impl TestHub {
     /// Starts a hub on `127.0.77.{n}` with its data in `dir`.
     pub async fn start_in(n: u8, dir: &Path) -> Self {
+        Self::start_with(n, dir, false).await
+    }
+
+    /// Starts a hub on `127.0.77.{n}`, with MQTT over WebSocket on port 443 when `websocket`.
+    pub async fn start_with(n: u8, dir: &Path, websocket: bool) -> Self {
         let ip: IpAddr = format!("127.0.77.{n}").parse().unwrap();
-        let started = start(settings(ip, dir)).await.expect("hub starts");
+        let started = start(settings(ip, dir, websocket))
+            .await
+            .expect("hub starts");
         Self {
             ip,
             dir: dir.to_owned(),
