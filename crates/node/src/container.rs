@@ -116,8 +116,7 @@ pub async fn prepare(
         .map(PathBuf::from);
     if let Some(dir) = &working_dir {
         let host = host_path_of(dir, &mounts);
-        ctx.paths()
-            .ensure(&host, true)
+        ctx.ensure_path(&host, true)
             .map_err(|e| bad_mount(&dir.display().to_string(), e))?;
     }
     let security = container.security_context.as_ref();
@@ -220,8 +219,7 @@ fn mounts(
             .map(|m| m.is_dir())
             .unwrap_or(true);
         let host = host_path_of(&target, &out);
-        ctx.paths()
-            .ensure(&host, is_dir)
+        ctx.ensure_path(&host, is_dir)
             .map_err(|e| bad_mount(&vm.mount_path, e))?;
         out.push(Mount {
             source,

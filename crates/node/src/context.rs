@@ -49,8 +49,8 @@ pub struct NodeContext {
     pub logs: Arc<LogStore>,
     /// Latest Services.
     pub services: watch::Receiver<Arc<ServiceSnapshot>>,
-    /// Mount points created on the host.
-    pub paths: Mutex<CreatedPaths>,
+    /// Mount points created on the host (`None` once released at shutdown).
+    pub paths: Mutex<Option<CreatedPaths>>,
     /// Event recorder.
     pub recorder: Recorder,
 }
@@ -70,11 +70,16 @@ impl NodeContext {
         self.settings.address
     }
 
-    /// Locks the created-paths registry.
-    pub fn paths(&self) -> std::sync::MutexGuard<'_, CreatedPaths> {
-        self.paths
+    /// Makes sure a mount point exists, recording it when the node had to create it.
+    pub fn ensure_path(&self, path: &std::path::Path, dir: bool) -> std::io::Result<()> {
+        let mut guard = self
+            .paths
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match guard.as_mut() {
+            Some(paths) => paths.ensure(path, dir),
+            None => Err(std::io::Error::other("the node is stopping")),
+        }
     }
 
     /// Locks the IP allocator.

@@ -156,6 +156,7 @@ async fn run_with_network(
         tasks.clone(),
     ));
 
+    let paths = CreatedPaths::open(&settings.lock_dir)?;
     let reporter = Reporter {
         controller: "ironedge-node".into(),
         instance: Some(settings.node_name.clone()),
@@ -168,7 +169,7 @@ async fn run_with_network(
         tools,
         logs,
         services: services_rx.clone(),
-        paths: Mutex::new(CreatedPaths::default()),
+        paths: Mutex::new(Some(paths)),
         settings,
     });
     // Pods start with the Service table loaded (their service variables are read once).
@@ -186,7 +187,14 @@ async fn run_with_network(
     tasks.cancel();
     let _ = heartbeat.await;
     let _ = services_task.await;
-    ctx.paths().remove_all();
+    if let Some(paths) = ctx
+        .paths
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        paths.release();
+    }
     if let Err(e) = node_object::unregister(&client, &info, ctx.settings.delete_node_on_exit).await
     {
         tracing::warn!(error = %e, "could not mark the node stopped");

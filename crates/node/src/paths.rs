@@ -1,17 +1,37 @@
-//! Mount points the node had to create on the host (bind mounts need an existing target). They
-//! are recorded and removed when the node stops, deepest first and only while empty, so the
-//! host is left as it was.
+//! Mount points the node had to create on the host (a bind mount needs an existing target).
+//! Several nodes may run on one machine and share mount points (for example
+//! `/var/run/secrets/kubernetes.io/serviceaccount`); removing one that another node's pod has
+//! mounted would detach that mount. So creations are recorded machine-wide, every running node
+//! holds a shared lock, and only the last node to stop (the one that gets the exclusive lock)
+//! removes them, deepest first and only while empty.
 
 use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Paths this node created.
-#[derive(Debug, Default)]
+use crate::error::{Error, Result};
+
+/// The machine-wide registry of created mount points.
+#[derive(Debug)]
 pub struct CreatedPaths {
-    paths: BTreeSet<PathBuf>,
+    record: PathBuf,
+    lock: File,
 }
 
 impl CreatedPaths {
+    /// Joins the registry in `lock_dir` (blocks while a stopping node is cleaning up).
+    pub fn open(lock_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(lock_dir).map_err(Error::io(lock_dir))?;
+        let lock_path = lock_dir.join("mount-points.lock");
+        let lock = File::create(&lock_path).map_err(Error::io(&lock_path))?;
+        lock.lock_shared().map_err(Error::io(&lock_path))?;
+        Ok(Self {
+            record: lock_dir.join("mount-points"),
+            lock,
+        })
+    }
+
     /// Makes sure `path` exists as a directory (`dir`) or file, recording what had to be created.
     pub fn ensure(&mut self, path: &Path, dir: bool) -> std::io::Result<()> {
         if path.exists() {
@@ -26,22 +46,47 @@ impl CreatedPaths {
             missing.push(p.to_path_buf());
             cur = p.parent();
         }
+        let mut created = Vec::new();
         for p in missing.into_iter().rev() {
-            std::fs::create_dir(&p)?;
-            self.paths.insert(p);
+            match std::fs::create_dir(&p) {
+                Ok(()) => created.push(p),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
         }
-        if dir {
-            std::fs::create_dir(path)?;
+        let made = if dir {
+            std::fs::create_dir(path)
         } else {
-            std::fs::File::create(path)?;
+            File::create_new(path).map(|_| ())
+        };
+        match made {
+            Ok(()) => created.push(path.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
         }
-        self.paths.insert(path.to_path_buf());
+        let mut record = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.record)?;
+        for p in created {
+            writeln!(record, "{}", p.display())?;
+        }
         Ok(())
     }
 
-    /// Removes everything recorded that is still empty, deepest first.
-    pub fn remove_all(&mut self) {
-        let mut all: Vec<PathBuf> = std::mem::take(&mut self.paths).into_iter().collect();
+    /// Leaves the registry; the last node out removes every recorded path that is still empty.
+    pub fn release(self) {
+        if self.lock.unlock().is_err() || self.lock.try_lock().is_err() {
+            return;
+        }
+        let text = std::fs::read_to_string(&self.record).unwrap_or_default();
+        let mut all: Vec<PathBuf> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         for p in all {
             let removed = match std::fs::symlink_metadata(&p) {
@@ -54,6 +99,7 @@ impl CreatedPaths {
                 tracing::warn!(path = %p.display(), error = %e, "left a mount point the node created");
             }
         }
+        let _ = std::fs::remove_file(&self.record);
     }
 }
 
@@ -62,14 +108,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_created_paths_are_removed() {
+    fn only_created_paths_are_removed_and_only_by_the_last_node() {
         let dir = tempfile::tempdir().unwrap();
-        let mut created = CreatedPaths::default();
-        created.ensure(&dir.path().join("a/b/c"), true).unwrap();
-        created.ensure(&dir.path().join("a/f"), false).unwrap();
+        let locks = dir.path().join("locks");
+        let mut first = CreatedPaths::open(&locks).unwrap();
+        let mut second = CreatedPaths::open(&locks).unwrap();
+        first.ensure(&dir.path().join("a/b/c"), true).unwrap();
+        second.ensure(&dir.path().join("a/f"), false).unwrap();
         std::fs::write(dir.path().join("keep"), "x").unwrap();
-        created.ensure(&dir.path().join("keep"), false).unwrap();
-        created.remove_all();
+        first.ensure(&dir.path().join("keep"), false).unwrap();
+        first.release();
+        assert!(dir.path().join("a/b/c").exists(), "another node still runs");
+        second.release();
         assert!(!dir.path().join("a").exists());
         assert!(dir.path().join("keep").exists());
     }

@@ -81,6 +81,8 @@ pub struct Tools {
     pub sh: PathBuf,
     /// `mount`.
     pub mount: PathBuf,
+    /// `setpriv`, which ties each container's life to the node's (`--pdeathsig`).
+    pub setpriv: Option<PathBuf>,
 }
 
 impl Tools {
@@ -91,6 +93,7 @@ impl Tools {
             unshare: find_program("unshare")?,
             sh: find_program("sh")?,
             mount: find_program("mount")?,
+            setpriv: find_program("setpriv").ok(),
         })
     }
 }
@@ -113,6 +116,10 @@ pub fn find_program(name: &str) -> Result<PathBuf> {
 pub fn command_line(tools: &Tools, spec: &LaunchSpec) -> Vec<String> {
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let mut out = Vec::new();
+    if let Some(setpriv) = &tools.setpriv {
+        // Containers die with the node rather than outliving it unmanaged.
+        out.extend([s(setpriv), "--pdeathsig".into(), "KILL".into(), "--".into()]);
+    }
     if let Some(netns) = &spec.netns {
         out.extend([
             s(&tools.nsenter),
@@ -254,6 +261,7 @@ mod tests {
             unshare: "/usr/bin/unshare".into(),
             sh: "/bin/sh".into(),
             mount: "/bin/mount".into(),
+            setpriv: None,
         }
     }
 

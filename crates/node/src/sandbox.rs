@@ -235,8 +235,7 @@ impl Sandbox {
                 }
                 VolumeSource::HostPath { path, create_dir } => {
                     if let Some(dir) = create_dir {
-                        ctx.paths()
-                            .ensure(&path, dir)
+                        ctx.ensure_path(&path, dir)
                             .map_err(|e| io(&path, Error::io(&path)(e)))?;
                     }
                     (path, false)

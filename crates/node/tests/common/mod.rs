@@ -108,19 +108,40 @@ pub async fn delete_namespace(client: &Client, name: &str) {
 pub struct TestNode {
     pub started: NodeStarted,
     pub shutdown: CancellationToken,
-    pub task: JoinHandle<ironedge_node::Result<()>>,
-    pub state_dir: tempfile::TempDir,
+    pub task: Option<JoinHandle<ironedge_node::Result<()>>>,
+    pub state_dir: Option<tempfile::TempDir>,
 }
 
 impl TestNode {
-    /// Stops the node and waits for its clean-up.
-    pub async fn stop(self) {
+    /// Stops the node and waits for its clean-up; returns its state directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, self.task)
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(TIMEOUT, task)
             .await
             .expect("node stops in time")
             .expect("node task")
             .expect("node ran without error");
+        self.state_dir.take().unwrap()
+    }
+}
+
+impl Drop for TestNode {
+    /// A failed test never reaches `stop`: remove the node's network by hand so that nothing is
+    /// left on the machine (its processes die with this process through their death signal).
+    fn drop(&mut self) {
+        if self.task.is_none() {
+            return;
+        }
+        let names = ironedge_node::names::HostNames::new(&self.started.name);
+        for ns in netns_with_prefix(&names.netns_prefix()) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &ns])
+                .status();
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &names.bridge()])
+            .status();
     }
 }
 
@@ -175,8 +196,8 @@ pub async fn start_node_with(
     TestNode {
         started,
         shutdown,
-        task,
-        state_dir,
+        task: Some(task),
+        state_dir: Some(state_dir),
     }
 }
 
@@ -260,10 +281,25 @@ pub fn ready(p: &Pod) -> bool {
 /// Waits until the container's log (read through the `pods/log` API, i.e. the API server and
 /// the node's kubelet endpoint, as `kubectl logs` does) contains `needle`; returns the log.
 pub async fn wait_log(client: &Client, ns: &str, pod: &str, needle: &str) -> String {
+    wait_container_log(client, ns, pod, None, needle).await
+}
+
+/// [`wait_log`] for one container of a pod with several.
+pub async fn wait_container_log(
+    client: &Client,
+    ns: &str,
+    pod: &str,
+    container: Option<&str>,
+    needle: &str,
+) -> String {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let params = LogParams {
+        container: container.map(str::to_string),
+        ..LogParams::default()
+    };
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let last = match api.logs(pod, &LogParams::default()).await {
+        let last = match api.logs(pod, &params).await {
             Ok(log) if log.contains(needle) => return log,
             Ok(log) => log,
             Err(e) => format!("error: {e}"),
@@ -324,10 +360,6 @@ pub fn container_pid(p: &Pod) -> u32 {
 /// Whether a process is alive (and not a zombie).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/stat")))
-        .map(|s| {
-            !s.split_whitespace()
-                .nth(2)
-                .is_some_and(|state| state == "Z")
-        })
+        .map(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
         .unwrap_or(false)
 }

@@ -1,0 +1,176 @@
+//! What a container gets from its pod spec: environment from Secrets, ConfigMaps and the downward
+//! API, mounted Secret files, in-cluster API access, and projected service-account tokens.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::authentication::v1::TokenReview;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+#[tokio::test]
+async fn env_comes_from_secrets_configmaps_and_field_refs_and_secret_files_are_mounted() {
+    let client = client().await;
+    let ns = namespace(&client, "node-env").await;
+    let node = start_node(&client, &[&ns]).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = json!({"metadata": {"name": "creds"},
+        "stringData": {"password": "hunter2", "tls.key": "KEY-DATA"}});
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(secret).unwrap(),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm = json!({"metadata": {"name": "settings"}, "data": {"mode": "fast", "level": "3"}});
+    cms.create(&PostParams::default(), &serde_json::from_value(cm).unwrap())
+        .await
+        .unwrap();
+    let pod = json!({
+        "metadata": {"name": "env", "labels": {"tier": "edge"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "creds", "secret": {"secretName": "creds", "items": [{"key": "tls.key", "path": "tls/key.pem"}]}}],
+            "containers": [{
+                "name": "main", "image": "busybox",
+                "command": ["/bin/sh", "-c"],
+                "args": ["echo PASSWORD=$PASSWORD; echo MODE=$MODE; echo CFG_level=$CFG_level; echo POD=$POD_NAME NS=$POD_NS IP=$POD_IP TIER=$TIER; echo URL=$URL ARG=$(POD_NAME); echo KEY=$(cat /creds/tls/key.pem); echo WD=$(pwd); echo SA=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace); echo KSH=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; touch /creds/x 2>/dev/null || echo READONLY"],
+                "workingDir": "/tmp",
+                "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "settings"}}],
+                "env": [
+                    {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "TIER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['tier']"}}},
+                    {"name": "URL", "value": "mqtt://$(POD_NAME).$(POD_NS):$(CFG_level)/$(MISSING)"}],
+                "volumeMounts": [{"name": "creds", "mountPath": "/creds"}]
+            }]
+        }
+    });
+    create_pod(&client, &ns, pod).await;
+    let done = wait_pod(&client, &ns, "env", "Succeeded", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await;
+    let ip = done.status.unwrap().pod_ip.unwrap();
+    let log = wait_log(&client, &ns, "env", "READONLY").await;
+    let expected = format!(
+        "PASSWORD=hunter2\nMODE=fast\nCFG_level=3\nPOD=env NS={ns} IP={ip} TIER=edge\nURL=mqtt://env.{ns}:3/$(MISSING) ARG=env\nKEY=KEY-DATA\nWD=/tmp\nSA={ns}\nKSH=10.0.0.1:443\nREADONLY\n"
+    );
+    assert_eq!(log, expected);
+    node.stop().await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn missing_secrets_hold_the_container_with_a_config_error() {
+    let client = client().await;
+    let ns = namespace(&client, "node-cfgerr").await;
+    let node = start_node(&client, &[&ns]).await;
+    let pod = json!({
+        "metadata": {"name": "nosecret"},
+        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["/bin/sh", "-c", "echo $X; sleep 3600"],
+            "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "later", "key": "x"}}}]}]}
+    });
+    create_pod(&client, &ns, pod).await;
+    let waiting = wait_pod(
+        &client,
+        &ns,
+        "nosecret",
+        "CreateContainerConfigError",
+        |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| {
+                    c[0].state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CreateContainerConfigError")
+                })
+        },
+    )
+    .await;
+    assert_eq!(phase(&waiting), "Pending");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = json!({"metadata": {"name": "later"}, "stringData": {"x": "arrived"}});
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(secret).unwrap(),
+        )
+        .await
+        .unwrap();
+    wait_log(&client, &ns, "nosecret", "arrived").await;
+    wait_pod(&client, &ns, "nosecret", "Running", |p| {
+        phase(p) == "Running"
+    })
+    .await;
+    node.stop().await;
+    delete_namespace(&client, &ns).await;
+}
+
+const IN_CLUSTER_CLIENT: &str = r#"
+import json, os, ssl, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
+url = "https://%s:%s/api" % (os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"])
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + open(sa + "/token").read()})
+with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+    print("API", r.status, json.load(r)["kind"])
+print("PROJECTED", open("/var/run/secrets/ironedge/token").read())
+"#;
+
+#[tokio::test]
+async fn in_cluster_config_reaches_the_api_server_and_projected_tokens_carry_their_audience() {
+    let client = client().await;
+    let ns = namespace(&client, "node-incluster").await;
+    let node = start_node(&client, &[&ns]).await;
+    let pod = json!({
+        "metadata": {"name": "incluster"},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "tok", "projected": {"sources": [{"serviceAccountToken":
+                {"path": "token", "audience": "ironedge", "expirationSeconds": 3600}}]}}],
+            "containers": [{"name": "main", "image": "python:3.11", "command": ["python3", "-c", IN_CLUSTER_CLIENT],
+                "volumeMounts": [{"name": "tok", "mountPath": "/var/run/secrets/ironedge"}]}]
+        }
+    });
+    create_pod(&client, &ns, pod).await;
+    wait_pod(&client, &ns, "incluster", "Succeeded", |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await;
+    let log = wait_log(&client, &ns, "incluster", "PROJECTED").await;
+    assert!(log.starts_with("API 200 APIVersions\n"), "{log}");
+    let token = log
+        .lines()
+        .find_map(|l| l.strip_prefix("PROJECTED "))
+        .unwrap()
+        .to_string();
+    let reviews: Api<TokenReview> = Api::all(client.clone());
+    let review: TokenReview =
+        serde_json::from_value(json!({"spec": {"token": token, "audiences": ["ironedge"]}}))
+            .unwrap();
+    let answer = reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(answer.authenticated, Some(true), "{answer:?}");
+    assert_eq!(
+        answer.user.unwrap().username.as_deref(),
+        Some(format!("system:serviceaccount:{ns}:default").as_str())
+    );
+    assert_eq!(answer.audiences, Some(vec!["ironedge".to_string()]));
+    node.stop().await;
+    delete_namespace(&client, &ns).await;
+}
