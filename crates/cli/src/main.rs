@@ -27,6 +27,8 @@ enum Command {
     Crd(commands::crd::CrdArgs),
     /// Run the EdgeDeployment controller (per device namespace or cluster-wide), or print its RBAC.
     Controller(commands::controller::ControllerArgs),
+    /// Run the edge hub (module broker, routes, store-and-forward, upstream link), or its load tool.
+    Edgehub(commands::edgehub::EdgeHubArgs),
     /// Run the cloud hub (IoT-Hub-compatible REST over HTTPS and device MQTT over TLS).
     Hub(commands::hub::HubArgs),
     /// Manage device identities on a hub.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Route(cmd) => commands::route::run(cmd),
         Command::Crd(args) => commands::crd::run(args),
         Command::Controller(args) => commands::controller::run(args),
+        Command::Edgehub(args) => commands::edgehub::run(args),
         Command::Hub(args) => commands::hub::run(args),
         Command::Device(cmd) => commands::device::run(cmd),
         Command::Deploy(cmd) => commands::deploy::run(cmd),

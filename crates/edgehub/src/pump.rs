@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ironedge_protocol::Identity;
 use ironedge_routing::Endpoint;
-use ironedge_store::{Offset, PeekOptions, Peeked};
+use ironedge_store::{Offset, PeekOptions, Peeked, Timestamp};
 use tokio::sync::oneshot;
 
 use crate::authz::Subscription;
@@ -23,8 +23,6 @@ use crate::wire;
 
 /// Pause after a store read error before trying again.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
-/// How long the upstream pump waits for a sender's connection to come up.
-const UPSTREAM_CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// Upstream batches are larger: the cloud link is where a backlog drains after an outage.
 const UPSTREAM_BATCH: usize = 2048;
 
@@ -45,6 +43,12 @@ async fn peek(hub: &Hub, id: &str, max: usize) -> Option<Peeked> {
             None
         }
     }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn count_sent(hub: &Hub, id: &str, n: u64) {
@@ -90,7 +94,12 @@ async fn module_input(hub: Hub, id: String, module: String, input: String) {
         }
         // Send the whole batch, then collect the PUBACKs in order.
         let mut waiting: Vec<(Offset, Option<oneshot::Receiver<()>>)> = Vec::new();
+        let now = now_millis();
         for d in &batch.deliveries {
+            if d.expires_at.is_some_and(|at| at.as_unix_millis() <= now) {
+                // The store removes and counts it; stop here to keep order simple.
+                break;
+            }
             let Ok(msg) = EdgeMessage::decode(d.payload.clone()) else {
                 hub.inner.metrics.dropped("corrupt");
                 waiting.push((d.offset, None));
@@ -128,8 +137,8 @@ async fn module_input(hub: Hub, id: String, module: String, input: String) {
     }
 }
 
-/// Messages of one sender, in queue order.
-type Groups = BTreeMap<Identity, Vec<(Offset, EdgeMessage)>>;
+/// Messages of one sender, in queue order, with their expiry (ms since the epoch).
+type Groups = BTreeMap<Identity, Vec<(Offset, Option<u64>, EdgeMessage)>>;
 
 /// A batch grouped by original sender, plus the offsets of messages that cannot go upstream.
 fn group_by_sender(batch: &Peeked) -> (Groups, Vec<Offset>) {
@@ -148,7 +157,8 @@ fn group_by_sender(batch: &Peeked) -> (Groups, Vec<Offset>) {
             device_id: device.to_owned(),
             module_id: msg.system(sysprop::CONNECTION_MODULE_ID).map(str::to_owned),
         };
-        groups.entry(identity).or_default().push((d.offset, msg));
+        let expires_at = d.expires_at.map(Timestamp::as_unix_millis);
+        groups.entry(identity).or_default().push((d.offset, expires_at, msg));
     }
     (groups, invalid)
 }
@@ -178,12 +188,19 @@ async fn upstream(hub: Hub, id: String) {
         }
         let mut progressed = !acked.is_empty();
         for (identity, messages) in groups {
+            // Only senders whose connection is up right now: a batch must not be held across a
+            // wait, or messages that expired meanwhile would still go out.
             let conn = link.connection(&identity);
-            if !conn.wait_connected(UPSTREAM_CONNECT_WAIT).await {
+            if !conn.is_connected() {
                 continue;
             }
+            let now = now_millis();
             let mut waiting = Vec::with_capacity(messages.len());
-            for (offset, msg) in &messages {
+            for (offset, expires_at, msg) in &messages {
+                if expires_at.is_some_and(|at| at <= now) {
+                    // Left in the queue: the store removes and counts it as expired.
+                    continue;
+                }
                 let Some(topic) = wire::upstream_topic(msg) else {
                     continue;
                 };

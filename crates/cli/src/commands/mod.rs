@@ -5,6 +5,8 @@ pub(crate) mod crd;
 pub(crate) mod deploy;
 pub(crate) mod deployment;
 pub(crate) mod device;
+pub(crate) mod edgehub;
+pub(crate) mod edgehub_bench;
 pub(crate) mod hub;
 pub(crate) mod manifest;
 pub(crate) mod render;
