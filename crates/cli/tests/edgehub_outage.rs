@@ -6,7 +6,12 @@
 //! as every MQTT client does. Then the cloud comes back. Every acknowledged message must arrive
 //! (duplicates are allowed by at-least-once delivery and are counted and printed), and messages
 //! whose route TTL passed during the outage must not arrive and must be counted as expired.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,7 +25,9 @@ use ironedge_hub::registry::IfMatch;
 use ironedge_hub::server::{ServerSettings, TlsSource, start};
 use ironedge_hub::storage::TelemetryFilter;
 use ironedge_protocol::{Identity, KeyPair, SasToken};
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
@@ -36,7 +43,11 @@ fn addr() -> Ipv4Addr {
 }
 
 fn free_port(ip: Ipv4Addr) -> u16 {
-    std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn cloud(dir: &Path, ip: Ipv4Addr, rest: u16, mqtt: u16) -> ironedge_hub::server::Started {
@@ -45,8 +56,14 @@ async fn cloud(dir: &Path, ip: Ipv4Addr, rest: u16, mqtt: u16) -> ironedge_hub::
         rest_addr: SocketAddr::new(IpAddr::V4(ip), rest),
         mqtt_addr: SocketAddr::new(IpAddr::V4(ip), mqtt),
         websocket_addr: None,
-        tls: TlsSource::DevCa { dir: dir.join("ca"), names: vec![ip.to_string()] },
-        hub: HubSettings { hub_names: vec![HUB.into()], ..HubSettings::default() },
+        tls: TlsSource::DevCa {
+            dir: dir.join("ca"),
+            names: vec![ip.to_string()],
+        },
+        hub: HubSettings {
+            hub_names: vec![HUB.into()],
+            ..HubSettings::default()
+        },
     })
     .await
     .expect("cloud hub starts")
@@ -56,7 +73,12 @@ fn edgehub(dir: &Path, ip: Ipv4Addr, port: u16, metrics: u16, cloud_mqtt: u16) -
     Command::new(env!("CARGO_BIN_EXE_ironedge"))
         .arg("edgehub")
         .args(["--device-id", EDGE, "--hub-host-name", HUB])
-        .args(["--listen", &format!("{ip}:{port}"), "--metrics-listen", &format!("{ip}:{metrics}")])
+        .args([
+            "--listen",
+            &format!("{ip}:{port}"),
+            "--metrics-listen",
+            &format!("{ip}:{metrics}"),
+        ])
         .arg("--store")
         .arg(dir.join("edgehub.redb"))
         .arg("--tls-cert")
@@ -104,7 +126,10 @@ impl Publisher {
         opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
         let (client, mut events) = AsyncClient::new(opts, 100);
         loop {
-            match tokio::time::timeout(T, events.poll()).await.expect("connack") {
+            match tokio::time::timeout(T, events.poll())
+                .await
+                .expect("connack")
+            {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => break,
                 Ok(_) => {}
                 Err(e) => panic!("publisher cannot connect: {e}"),
@@ -115,7 +140,12 @@ impl Publisher {
 
     /// Publishes `ids` on `output`; returns the ids acknowledged before the connection ended
     /// or `stop_after` acks arrived (then `on_stop` runs, e.g. a kill -9, while more are in flight).
-    async fn publish(&mut self, output: &str, ids: &[String], stop_after: Option<(usize, &mut dyn FnMut())>) -> BTreeSet<String> {
+    async fn publish(
+        &mut self,
+        output: &str,
+        ids: &[String],
+        stop_after: Option<(usize, &mut dyn FnMut())>,
+    ) -> BTreeSet<String> {
         let topic = format!("devices/{EDGE}/modules/sensor/messages/events/%24.on={output}");
         let mut sent: std::collections::VecDeque<String> = Default::default();
         let mut inflight: HashMap<u16, String> = HashMap::new();
@@ -129,14 +159,20 @@ impl Publisher {
             while next < ids.len() && sent.len() + inflight.len() < 50 {
                 let id = &ids[next];
                 let t = format!("{topic}&%24.mid={id}");
-                self.client.publish(t, QoS::AtLeastOnce, false, id.clone().into_bytes()).await.unwrap();
+                self.client
+                    .publish(t, QoS::AtLeastOnce, false, id.clone().into_bytes())
+                    .await
+                    .unwrap();
                 sent.push_back(id.clone());
                 next += 1;
             }
             if acked.len() == ids.len() {
                 return acked;
             }
-            match tokio::time::timeout(T, self.events.poll()).await.expect("publisher event") {
+            match tokio::time::timeout(T, self.events.poll())
+                .await
+                .expect("publisher event")
+            {
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     if let Some(id) = sent.pop_front() {
                         inflight.insert(pkid, id);
@@ -163,7 +199,9 @@ impl Publisher {
 async fn scrape(ip: Ipv4Addr, port: u16) -> String {
     let mut s = tokio::net::TcpStream::connect((ip, port)).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -182,14 +220,30 @@ async fn acknowledged_messages_survive_a_cloud_outage_and_kill_9_and_expired_one
     ironedge_pki::install_default_provider();
     let ip = addr();
     let dir = tempfile::tempdir().unwrap();
-    let (rest, cloud_mqtt, port, metrics) = (free_port(ip), free_port(ip), free_port(ip), free_port(ip));
+    let (rest, cloud_mqtt, port, metrics) =
+        (free_port(ip), free_port(ip), free_port(ip), free_port(ip));
 
     // Register the edge device and its module, then take the cloud down: the outage starts.
     let keys = KeyPair::generate();
     let hub = cloud(dir.path(), ip, rest, cloud_mqtt).await;
-    hub.hub.put_device(EDGE.into(), serde_json::from_value(json!({"capabilities": {"iotEdge": true}})).unwrap(), IfMatch::Absent).await.unwrap();
+    hub.hub
+        .put_device(
+            EDGE.into(),
+            serde_json::from_value(json!({"capabilities": {"iotEdge": true}})).unwrap(),
+            IfMatch::Absent,
+        )
+        .await
+        .unwrap();
     let auth = json!({"authentication": {"type": "sas", "symmetricKey": {"primaryKey": keys.primary.to_base64(), "secondaryKey": keys.secondary.to_base64()}}});
-    hub.hub.put_module(EDGE.into(), "sensor".into(), serde_json::from_value(auth).unwrap(), IfMatch::Absent).await.unwrap();
+    hub.hub
+        .put_module(
+            EDGE.into(),
+            "sensor".into(),
+            serde_json::from_value(auth).unwrap(),
+            IfMatch::Absent,
+        )
+        .await
+        .unwrap();
     hub.shutdown().await;
 
     let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
@@ -197,7 +251,8 @@ async fn acknowledged_messages_survive_a_cloud_outage_and_kill_9_and_expired_one
     let server = ca.issue_server(&[&ip.to_string()], later).unwrap();
     std::fs::write(dir.path().join("server.pem"), &server.chain_pem).unwrap();
     std::fs::write(dir.path().join("server.key"), &server.key_pem).unwrap();
-    let identities = json!([{"deviceId": EDGE, "moduleId": "sensor", "primaryKey": keys.primary.to_base64()}]);
+    let identities =
+        json!([{"deviceId": EDGE, "moduleId": "sensor", "primaryKey": keys.primary.to_base64()}]);
     std::fs::write(dir.path().join("identities.json"), identities.to_string()).unwrap();
     let routes = json!({"routes": {
         "kept": "FROM /messages/modules/sensor/outputs/kept INTO $upstream",
@@ -217,20 +272,36 @@ async fn acknowledged_messages_survive_a_cloud_outage_and_kill_9_and_expired_one
     let kept: Vec<String> = (0..KEPT).map(|i| format!("kept-{i}")).collect();
     let pid = first.id().unwrap();
     let mut kill = move || {
-        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
     };
-    let mut acked = publisher.publish("kept", &kept, Some((KEPT / 2, &mut kill))).await;
+    let mut acked = publisher
+        .publish("kept", &kept, Some((KEPT / 2, &mut kill)))
+        .await;
     let _ = first.wait().await;
-    assert!(acked.len() >= KEPT / 2 && acked.len() < KEPT, "killed midway: {} acked", acked.len());
+    assert!(
+        acked.len() >= KEPT / 2 && acked.len() < KEPT,
+        "killed midway: {} acked",
+        acked.len()
+    );
     let acked_before_kill = acked.len();
 
     // Restart on the same store; the module re-sends everything not acknowledged.
     let _second = edgehub(dir.path(), ip, port, metrics, cloud_mqtt);
     wait_port(ip, port).await;
     let mut publisher = Publisher::connect(ip, port, &keys, &ca.root_pem()).await;
-    let rest_ids: Vec<String> = kept.iter().filter(|id| !acked.contains(*id)).cloned().collect();
+    let rest_ids: Vec<String> = kept
+        .iter()
+        .filter(|id| !acked.contains(*id))
+        .cloned()
+        .collect();
     acked.extend(publisher.publish("kept", &rest_ids, None).await);
-    assert_eq!(acked.len(), KEPT, "every kept message is acknowledged in the end");
+    assert_eq!(
+        acked.len(),
+        KEPT,
+        "every kept message is acknowledged in the end"
+    );
 
     // The short-TTL messages expire while the cloud is still down, and are counted.
     let deadline = Instant::now() + T;
@@ -239,7 +310,10 @@ async fn acknowledged_messages_survive_a_cloud_outage_and_kill_9_and_expired_one
         if metric(&text, "ironedge_edgehub_messages_expired", "iothub") >= EXPIRING as u64 {
             break;
         }
-        assert!(Instant::now() < deadline, "expired messages not counted:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "expired messages not counted:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -249,11 +323,28 @@ async fn acknowledged_messages_survive_a_cloud_outage_and_kill_9_and_expired_one
     let mut from_seq = 0;
     let deadline = Instant::now() + T;
     while !acked.iter().all(|id| seen.contains_key(id)) {
-        assert!(Instant::now() < deadline, "only {} of {} acknowledged messages arrived", seen.len(), acked.len());
-        let filter = TelemetryFilter { device_id: Some(EDGE.into()), module_id: Some("sensor".into()), from_seq, ..TelemetryFilter::default() };
-        for m in hub.hub.read_telemetry(filter, 5000, Duration::from_secs(2)).await.unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} acknowledged messages arrived",
+            seen.len(),
+            acked.len()
+        );
+        let filter = TelemetryFilter {
+            device_id: Some(EDGE.into()),
+            module_id: Some("sensor".into()),
+            from_seq,
+            ..TelemetryFilter::default()
+        };
+        for m in hub
+            .hub
+            .read_telemetry(filter, 5000, Duration::from_secs(2))
+            .await
+            .unwrap()
+        {
             from_seq = from_seq.max(m.seq + 1);
-            *seen.entry(m.message_id.clone().unwrap_or_default()).or_default() += 1;
+            *seen
+                .entry(m.message_id.clone().unwrap_or_default())
+                .or_default() += 1;
         }
     }
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
@@ -263,8 +354,14 @@ async fn acknowledged_messages_survive_a_cloud_outage_and_kill_9_and_expired_one
         acked.len(),
         seen.len()
     );
-    assert!(stray.is_empty(), "messages that were never sent or expired arrived: {stray:?}");
-    assert!(seen.keys().all(|id| id.starts_with("kept-")), "no short-TTL message may arrive");
+    assert!(
+        stray.is_empty(),
+        "messages that were never sent or expired arrived: {stray:?}"
+    );
+    assert!(
+        seen.keys().all(|id| id.starts_with("kept-")),
+        "no short-TTL message may arrive"
+    );
     let _ = Arc::new(());
     hub.shutdown().await;
 }

@@ -158,7 +158,10 @@ fn group_by_sender(batch: &Peeked) -> (Groups, Vec<Offset>) {
             module_id: msg.system(sysprop::CONNECTION_MODULE_ID).map(str::to_owned),
         };
         let expires_at = d.expires_at.map(Timestamp::as_unix_millis);
-        groups.entry(identity).or_default().push((d.offset, expires_at, msg));
+        groups
+            .entry(identity)
+            .or_default()
+            .push((d.offset, expires_at, msg));
     }
     (groups, invalid)
 }
