@@ -9,6 +9,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ironedge_store::{Config, NewMessage, PeekOptions, Store, StoreHandle, SystemClock, Target};
 
 const BATCH: usize = 500;
+/// Smallest backlog drained per sample, so a sample is a replay and not one fsync.
+const MIN_BACKLOG: u64 = 50_000;
 
 fn fill(path: &std::path::Path, count: u64, size: usize) {
     let mut store = Store::open(path, Config::default(), Arc::new(SystemClock)).unwrap();
@@ -40,14 +42,15 @@ fn replay(c: &mut Criterion) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+        .measurement_time(Duration::from_secs(10));
     for size in [256usize, 4096] {
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::new(format!("{size}B"), BATCH), |b| {
             b.iter_custom(|iters| {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("bench.redb");
-                fill(&path, iters, size);
+                let backlog = iters.max(MIN_BACKLOG);
+                fill(&path, backlog, size);
                 runtime.block_on(async {
                     let store =
                         StoreHandle::open(&path, Config::default(), Arc::new(SystemClock)).unwrap();
@@ -64,7 +67,7 @@ fn replay(c: &mut Criterion) {
                     }
                     let elapsed = started.elapsed();
                     store.close().await.unwrap();
-                    elapsed
+                    elapsed.mul_f64(iters as f64 / backlog as f64)
                 })
             });
         });

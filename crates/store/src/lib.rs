@@ -20,8 +20,9 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), ironedge_store::Error> {
-//! let dir = tempfile::tempdir().map_err(|e| ironedge_store::StorageError::Inconsistent { detail: e.to_string() })?;
-//! let store = StoreHandle::open(dir.path().join("edgehub.redb"), Config::default(), Arc::new(SystemClock))?;
+//! # let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("edgehub.redb");
+//! let store = StoreHandle::open(path, Config::default(), Arc::new(SystemClock))?;
 //! store.add_endpoint("iothub").await?;
 //!
 //! // Resolves once the message is durably committed: the broker may PUBACK now.
