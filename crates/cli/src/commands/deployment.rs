@@ -93,7 +93,7 @@ pub(crate) fn run(cmd: DeploymentCommand) -> Result<ExitCode> {
                 metrics,
                 hub,
             } => {
-                let mc = read_modules_content(&content, !layered)?;
+                let mc = read_modules_content(&content, false)?;
                 if layered != is_layered(&mc) {
                     if layered {
                         bail!(
@@ -105,6 +105,9 @@ pub(crate) fn run(cmd: DeploymentCommand) -> Result<ExitCode> {
                         "{} has properties.desired.<path> entries: add --layered",
                         content.display()
                     );
+                }
+                if !layered {
+                    read_modules_content(&content, true)?;
                 }
                 let labels: Map<String, Value> =
                     labels.into_iter().map(|(k, v)| (k, json!(v))).collect();
