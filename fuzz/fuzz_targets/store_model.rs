@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arbitrary::Arbitrary;
-use ironedge_store::{Config, ManualClock, NewMessage, Offset, PeekOptions, Store, Target, Timestamp};
+use ironedge_store::{
+    Config, ManualClock, NewMessage, Offset, PeekOptions, Store, Target, Timestamp,
+};
 use libfuzzer_sys::fuzz_target;
 use redb::StorageBackend;
 
@@ -19,9 +21,20 @@ const ENDPOINTS: [&str; 3] = ["iothub", "m1/in", "m2/in"];
 enum Op {
     Add(u8),
     Remove(u8),
-    Append { to: u8, also: Option<u8>, priority: u8, len: u8 },
-    Ack { endpoint: u8, mask: u8 },
-    AckThrough { endpoint: u8, index: u8 },
+    Append {
+        to: u8,
+        also: Option<u8>,
+        priority: u8,
+        len: u8,
+    },
+    Ack {
+        endpoint: u8,
+        mask: u8,
+    },
+    AckThrough {
+        endpoint: u8,
+        index: u8,
+    },
     FailAfter(u8),
     PowerLoss,
 }
@@ -128,34 +141,55 @@ fuzz_target!(|ops: Vec<Op>| {
                     model.remove(name(e));
                 }
             }
-            Op::Append { to, also, priority, len } => {
+            Op::Append {
+                to,
+                also,
+                priority,
+                len,
+            } => {
                 let payload = vec![to ^ len; len as usize];
-                let mut targets = vec![Target::new(name(to)).with_priority(u32::from(priority % 3))];
+                let mut targets =
+                    vec![Target::new(name(to)).with_priority(u32::from(priority % 3))];
                 if let Some(also) = also {
                     targets.push(Target::new(name(also)));
                 }
-                if let Ok(appended) = store.append(&NewMessage::new(payload.clone(), targets.clone())) {
+                if let Ok(appended) =
+                    store.append(&NewMessage::new(payload.clone(), targets.clone()))
+                {
                     // Duplicate targets merge to the most urgent priority.
                     let mut merged: BTreeMap<&str, u32> = BTreeMap::new();
                     for t in &targets {
-                        let p = merged.entry(ENDPOINTS.iter().find(|n| **n == t.endpoint).copied().unwrap_or("")).or_insert(t.priority);
+                        let p = merged
+                            .entry(
+                                ENDPOINTS
+                                    .iter()
+                                    .find(|n| **n == t.endpoint)
+                                    .copied()
+                                    .unwrap_or(""),
+                            )
+                            .or_insert(t.priority);
                         *p = (*p).min(t.priority);
                     }
                     for (endpoint, priority) in merged {
-                        let queue = model.get_mut(endpoint).expect("append succeeded, so the endpoint exists");
+                        let queue = model
+                            .get_mut(endpoint)
+                            .expect("append succeeded, so the endpoint exists");
                         queue.insert((priority, appended.seq), payload.clone());
                     }
                 }
             }
             Op::Ack { endpoint, mask } => {
-                let Some(queue) = model.get(name(endpoint)) else { continue };
+                let Some(queue) = model.get(name(endpoint)) else {
+                    continue;
+                };
                 let chosen: Vec<(u32, u64)> = queue
                     .keys()
                     .enumerate()
                     .filter(|(i, _)| *i < 8 && mask & (1 << i) != 0)
                     .map(|(_, k)| *k)
                     .collect();
-                let offsets: Vec<Offset> = chosen.iter().map(|(p, s)| Offset::new(*p, *s)).collect();
+                let offsets: Vec<Offset> =
+                    chosen.iter().map(|(p, s)| Offset::new(*p, *s)).collect();
                 if store.ack(name(endpoint), &offsets).is_ok() {
                     let queue = model.get_mut(name(endpoint)).expect("checked above");
                     for k in chosen {
@@ -164,16 +198,25 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
             }
             Op::AckThrough { endpoint, index } => {
-                let Some(queue) = model.get(name(endpoint)) else { continue };
-                let Some(&(priority, seq)) = queue.keys().nth(index as usize % 8) else { continue };
-                if store.ack_through(name(endpoint), Offset::new(priority, seq)).is_ok() {
+                let Some(queue) = model.get(name(endpoint)) else {
+                    continue;
+                };
+                let Some(&(priority, seq)) = queue.keys().nth(index as usize % 8) else {
+                    continue;
+                };
+                if store
+                    .ack_through(name(endpoint), Offset::new(priority, seq))
+                    .is_ok()
+                {
                     let queue = model.get_mut(name(endpoint)).expect("checked above");
                     queue.retain(|(p, s), _| !(*p == priority && *s <= seq));
                 }
             }
             Op::FailAfter(n) => {
-                disk.fail_at
-                    .store(disk.calls.load(Ordering::SeqCst) + u64::from(n % 16), Ordering::SeqCst);
+                disk.fail_at.store(
+                    disk.calls.load(Ordering::SeqCst) + u64::from(n % 16),
+                    Ordering::SeqCst,
+                );
                 healthy = false;
             }
             Op::PowerLoss => {

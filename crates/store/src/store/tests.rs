@@ -145,7 +145,7 @@ fn failed_commit_fails_every_operation_of_its_batch_and_keeps_what_was_committed
 #[test]
 fn power_loss_at_any_write_keeps_exactly_the_committed_appends() {
     // Count the storage calls of a clean run, then lose power before each one in turn.
-    let appends = 20u64;
+    let appends = 12u64;
     let run = |disk: &Disk| -> Vec<u64> {
         let mut committed = Vec::new();
         let Ok(mut store) = open(disk) else {
