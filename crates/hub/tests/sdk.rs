@@ -216,3 +216,51 @@ async fn device_sdk_works_over_mqtt_over_websocket_on_port_443() {
     assert_eq!(stored[0]["properties"], json!({"via": "ws"}));
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_sdk_gets_set_modules_content_reports_sends_outputs_and_answers_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = TestHub::start_in(8, dir.path()).await;
+    create_device(&hub, "edge-m", true).await;
+    let module_key = new_key();
+    let body = json!({"moduleId": "filter",
+                      "authentication": {"type": "sas", "symmetricKey": {"primaryKey": module_key, "secondaryKey": new_key()}}});
+    hub.client()
+        .put("/devices/edge-m/modules/filter", &body, false)
+        .await
+        .unwrap();
+    let mut env = script_env(&hub);
+    let manifest =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/manifest.json");
+    env.extend([
+        ("DEVICE_ID", "edge-m".into()),
+        ("MODULE_ID", "filter".into()),
+        ("MODULE_KEY", module_key),
+        ("MANIFEST", manifest.display().to_string()),
+    ]);
+    let result = run_python("module_sdk.py", &env).await.result();
+    let stored = events(&hub, "edge-m").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["moduleId"], "filter");
+    assert_eq!(stored[0]["outputName"], "output1");
+    assert_eq!(stored[0]["messageId"], "out-1");
+    let twin = hub
+        .client()
+        .get("/twins/edge-m/modules/filter")
+        .await
+        .unwrap();
+    assert_eq!(
+        twin["properties"]["reported"]["lastDesiredVersion"],
+        result["desired_version"]
+    );
+    let agent = hub
+        .client()
+        .get("/twins/edge-m/modules/%24edgeAgent")
+        .await
+        .unwrap();
+    assert_eq!(
+        agent["properties"]["desired"]["modules"]["sensor"]["settings"]["image"],
+        "example/sensor:1"
+    );
+    hub.stop().await;
+}
