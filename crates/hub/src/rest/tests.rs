@@ -336,3 +336,45 @@ async fn query_pages_follow_the_continuation_token() {
     }
     assert_eq!(seen, ["d0", "d1", "d2", "d3", "d4"]);
 }
+
+fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[ -~]{0,6}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z$. ]{0,4}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever a client PATCHes, the answer is 200 or a 4xx, and a refused patch changes nothing.
+    #[test]
+    fn arbitrary_twin_patches_never_fail_the_server_or_lose_state(body in arbitrary_json()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let f = fixture().await;
+            let t = owner_token();
+            call(&f.hub, Method::PUT, "/devices/d", &t, Some(json!({}))).await;
+            call(&f.hub, Method::PATCH, "/twins/d", &t, Some(json!({"tags": {"keep": 1}}))).await;
+            let (_, before) = call(&f.hub, Method::GET, "/twins/d", &t, None).await;
+            let (status, reply) = call(&f.hub, Method::PATCH, "/twins/d", &t, Some(body.clone())).await;
+            assert!(status == StatusCode::OK || status.is_client_error(), "{status} for {body}: {reply}");
+            if status.is_client_error() {
+                assert!(reply["Message"].as_str().unwrap().starts_with("ErrorCode:"), "{reply}");
+                let (_, after) = call(&f.hub, Method::GET, "/twins/d", &t, None).await;
+                assert_eq!(after, before);
+            }
+            f.hub.close().await;
+        });
+    }
+}
