@@ -31,6 +31,8 @@ enum Command {
     Edgehub(commands::edgehub::EdgeHubArgs),
     /// Run the cloud hub (IoT-Hub-compatible REST over HTTPS and device MQTT over TLS).
     Hub(commands::hub::HubArgs),
+    /// Run pods as local processes: a development/test-only node for clusters without kubelets.
+    Node(Box<commands::node::NodeArgs>),
     /// Manage device identities on a hub.
     #[command(subcommand)]
     Device(commands::device::DeviceCommand),
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Controller(args) => commands::controller::run(args),
         Command::Edgehub(args) => commands::edgehub::run(args),
         Command::Hub(args) => commands::hub::run(args),
+        Command::Node(args) => commands::node::run(*args),
         Command::Device(cmd) => commands::device::run(cmd),
         Command::Deploy(cmd) => commands::deploy::run(cmd),
         Command::Deployment(cmd) => commands::deployment::run(cmd),

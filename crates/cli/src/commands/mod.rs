@@ -11,5 +11,6 @@ pub(crate) mod hub;
 pub(crate) mod manifest;
 pub(crate) mod render;
 pub(crate) mod messages;
+pub(crate) mod node;
 pub(crate) mod route;
 pub(crate) mod twin;
