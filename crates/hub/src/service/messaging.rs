@@ -269,7 +269,9 @@ impl Hub {
         };
         let d = device_id.to_owned();
         let pending = self.run(move |s| Ok(s.pending_c2d(&d)?)).await?;
-        for msg in pending {
+        let now = now_ms();
+        // Expired messages wait for the retention pass to mark them; they are never sent.
+        for msg in pending.into_iter().filter(|m| m.expiry_ms > now) {
             let key = (msg.device_id.clone(), msg.message_id.clone());
             if !self
                 .inner
