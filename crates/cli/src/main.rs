@@ -31,6 +31,11 @@ enum Command {
     Edgehub(commands::edgehub::EdgeHubArgs),
     /// Run the cloud hub (IoT-Hub-compatible REST over HTTPS and device MQTT over TLS).
     Hub(commands::hub::HubArgs),
+    /// Run a device's edge agent (cloud sync, status, module identities, workload API, edge CA),
+    /// or print its RBAC.
+    Agent(Box<commands::agent::AgentArgs>),
+    /// Run the workload API sidecar of a module pod (forwards to the agent with the pod's token).
+    WorkloadProxy(commands::workload_proxy::WorkloadProxyArgs),
     /// Run pods as local processes: a development/test-only node for clusters without kubelets.
     Node(Box<commands::node::NodeArgs>),
     /// Manage device identities on a hub.
@@ -60,6 +65,8 @@ fn main() -> ExitCode {
         Command::Controller(args) => commands::controller::run(args),
         Command::Edgehub(args) => commands::edgehub::run(args),
         Command::Hub(args) => commands::hub::run(args),
+        Command::Agent(args) => commands::agent::run(*args),
+        Command::WorkloadProxy(args) => commands::workload_proxy::run(args),
         Command::Node(args) => commands::node::run(*args),
         Command::Device(cmd) => commands::device::run(cmd),
         Command::Deploy(cmd) => commands::deploy::run(cmd),

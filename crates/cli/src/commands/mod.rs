@@ -1,5 +1,6 @@
 //! One module per top-level subcommand; each exposes its clap enum and a `run` function.
 
+pub(crate) mod agent;
 pub(crate) mod controller;
 pub(crate) mod crd;
 pub(crate) mod deploy;
@@ -14,3 +15,4 @@ pub(crate) mod messages;
 pub(crate) mod node;
 pub(crate) mod route;
 pub(crate) mod twin;
+pub(crate) mod workload_proxy;
