@@ -179,6 +179,14 @@ const TOKENS: &[&str] = &[
     "é",
     "[",
     "]",
+    "-x",
+    "a+b",
+    "'q'x",
+    "'it''s'",
+    "e5",
+    "TRUE",
+    "$",
+    ".",
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
@@ -220,7 +228,7 @@ fn message() -> impl Strategy<Value = Message> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
     fn printed_conditions_parse_back_to_the_same_tree(x in expr()) {
@@ -261,6 +269,23 @@ proptest! {
         }
         if let Ok(condition) = compile_condition(&text) {
             condition.evaluate(&m);
+        }
+    }
+
+    #[test]
+    fn whatever_parses_prints_to_text_that_parses_to_the_same_tree(text in token_soup()) {
+        if let Ok(Some(condition)) = parse_condition(&text) {
+            let printed = condition.to_string();
+            let again = parse_condition(&printed)
+                .unwrap_or_else(|err| panic!("{text:?} printed as {printed:?} does not parse: {err}"));
+            prop_assert_eq!(again.as_ref(), Some(&condition), "{:?} printed as {:?}", text, printed);
+        }
+        let route_text = format!("FROM /messages WHERE {text} INTO $upstream");
+        if let Ok(route) = parse_route(&route_text) {
+            let printed = route.to_string();
+            let again = parse_route(&printed)
+                .unwrap_or_else(|err| panic!("{route_text:?} printed as {printed:?} does not parse: {err}"));
+            prop_assert_eq!(&again, &route, "printed as {}", printed);
         }
     }
 
