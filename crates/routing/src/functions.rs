@@ -248,6 +248,17 @@ pub(crate) fn as_number(v: &Value<'_>) -> Value<'static> {
 /// white space, a leading or trailing sign, parentheses for negative, `,` group separators,
 /// a decimal point, an exponent, and `Infinity`.
 pub(crate) fn parse_number(text: &str) -> Option<f64> {
+    // Fast path for plain decimals such as "31.5" or "-2e3", which both parsers read alike.
+    let plain = text
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if plain && let Ok(x) = text.parse::<f64>() {
+        return Some(x);
+    }
     let mut s = text.trim();
     let mut negative = false;
     if let Some(inner) = s.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {

@@ -161,11 +161,11 @@ impl RouteTable {
         out: &mut Vec<Delivery<'t>>,
     ) {
         out.clear();
-        // Endpoint index of each delivery in `out`, in step with it.
-        let mut chosen: Vec<usize> = Vec::new();
         let context = MessageContext::new(message);
         for (entry, &endpoint) in self.entries.iter().zip(&self.endpoint_of) {
-            let existing = chosen.iter().position(|&e| e == endpoint);
+            let endpoint = &self.endpoints[endpoint];
+            // Endpoints are interned in the table, so identity is pointer equality (no allocation).
+            let existing = out.iter().position(|d| std::ptr::eq(d.endpoint, endpoint));
             // A route that cannot beat the delivery already chosen for its endpoint is skipped.
             if existing.is_some_and(|i| out[i].priority <= entry.priority) {
                 continue;
@@ -174,17 +174,14 @@ impl RouteTable {
                 continue;
             }
             let delivery = Delivery {
-                endpoint: &self.endpoints[endpoint],
+                endpoint,
                 priority: entry.priority,
                 time_to_live_secs: entry.time_to_live_secs,
                 route: &entry.name,
             };
             match existing {
                 Some(i) => out[i] = delivery,
-                None => {
-                    out.push(delivery);
-                    chosen.push(endpoint);
-                }
+                None => out.push(delivery),
             }
         }
     }

@@ -326,4 +326,74 @@ mod tests {
         );
         assert_eq!(answers[3], json!({"result": "true"}));
     }
+
+    fn message_file(json: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(json.as_bytes()).unwrap();
+        file
+    }
+
+    fn settings() -> TestSettings {
+        TestSettings {
+            priority: DEFAULT_PRIORITY,
+            ttl: 0,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn route_test_exits_0_when_matched_and_1_when_not() {
+        let file = message_file(
+            r#"{"properties": {"alert": "high"}, "source": "/messages/modules/s/outputs/o"}"#,
+        );
+        let matched = test(
+            "FROM /messages/* WHERE alert = 'high' INTO $upstream",
+            file.path(),
+            &settings(),
+        );
+        assert_eq!(matched.unwrap(), ExitCode::SUCCESS);
+        let not_matched = test(
+            "FROM /messages/* WHERE alert = 'low' INTO $upstream",
+            file.path(),
+            &settings(),
+        );
+        assert_eq!(not_matched.unwrap(), ExitCode::from(1));
+    }
+
+    #[test]
+    fn route_test_fails_with_the_position_for_a_bad_route_or_message() {
+        let file = message_file("{}");
+        let err = test("FROM /messages INTO upstream", file.path(), &settings()).unwrap_err();
+        assert!(format!("{err:#}").contains("line 1, column 21"), "{err:#}");
+        let bad = message_file(r#"{"propertys": {}}"#);
+        let err = test("FROM /messages INTO $upstream", bad.path(), &settings()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown message field 'propertys'"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn the_report_names_sink_priority_ttl_and_warnings() {
+        let route = compile(r#"FROM /* WHERE $correlationId = 'c' OR true INTO BrokeredEndpoint("/modules/f/inputs/i")"#)
+            .unwrap();
+        let message = Message::new("/messages");
+        let outcome = route.evaluate(&message);
+        let mut out = Vec::new();
+        let settings = TestSettings {
+            priority: 3,
+            ttl: 60,
+            json: false,
+        };
+        write_report(&mut out, &route, &message, &outcome, &settings).unwrap();
+        let report = String::from_utf8(out).unwrap();
+        assert!(report.contains("result     matched"), "{report}");
+        assert!(report.contains(r#"sink       BrokeredEndpoint("/modules/f/inputs/i") (endpoint id <edge device id>/f/i)"#), "{report}");
+        assert!(report.contains("priority   3\n"), "{report}");
+        assert!(report.contains("ttl        60 s"), "{report}");
+        assert!(
+            report.contains("warning    line 1, column 15: on IoT Edge the correlation id is $cid"),
+            "{report}"
+        );
+    }
 }
