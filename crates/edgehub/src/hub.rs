@@ -58,7 +58,7 @@ impl HubSettings {
             extra_audience_hosts: Vec::new(),
             min_twin_sync: Duration::from_secs(120),
             reported_sync_interval: Duration::from_secs(5),
-            batch_size: 256,
+            batch_size: 1024,
             method_timeout: Duration::from_secs(30),
         }
     }

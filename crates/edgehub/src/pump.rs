@@ -26,22 +26,88 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Upstream batches are larger: the cloud link is where a backlog drains after an outage.
 const UPSTREAM_BATCH: usize = 2048;
 
-/// Runs the pump for one endpoint until shutdown.
-pub(crate) async fn run(hub: Hub, id: String, endpoint: Endpoint) {
-    match endpoint {
-        Endpoint::Upstream => upstream(hub, id).await,
-        Endpoint::ModuleInput { module, input } => module_input(hub, id, module, input).await,
+/// Overlaps the store acknowledgement of one batch with reading and delivering the next: while
+/// an acknowledgement is being committed, the next read starts after the last delivered offset;
+/// once it is committed, reads start at the head again, so a newly queued message of a more
+/// urgent priority is never passed over for longer than one batch.
+struct AckPipeline {
+    id: String,
+    pending: Option<tokio::task::JoinHandle<()>>,
+    cursor: Option<Offset>,
+}
+
+impl AckPipeline {
+    fn new(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            pending: None,
+            cursor: None,
+        }
+    }
+
+    fn peek_options(&mut self, max: usize) -> PeekOptions {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(tokio::task::JoinHandle::is_finished)
+        {
+            self.pending = None;
+            self.cursor = None;
+        }
+        match (self.pending.is_some(), self.cursor) {
+            (true, Some(c)) => PeekOptions::head(max).after(c),
+            _ => PeekOptions::head(max),
+        }
+    }
+
+    /// True while an acknowledgement is in flight (an empty read may just mean "caught up").
+    fn busy(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Waits for the acknowledgement in flight; reads start at the head again.
+    async fn settle(&mut self) {
+        if let Some(task) = self.pending.take() {
+            let _ = task.await;
+        }
+        self.cursor = None;
+    }
+
+    /// Commits `done` in the background (after the previous one, keeping commits in order).
+    async fn submit(&mut self, hub: &Hub, done: Vec<Offset>) {
+        let Some(last) = done.last().copied() else {
+            return;
+        };
+        if let Some(task) = self.pending.take() {
+            let _ = task.await;
+        }
+        let store = hub.inner.store.clone();
+        let id = self.id.clone();
+        self.cursor = Some(last);
+        self.pending = Some(tokio::spawn(async move {
+            if let Err(e) = store.ack(id.as_str(), done).await {
+                tracing::warn!(endpoint = %id, error = %e, "acknowledging delivered messages failed");
+            }
+        }));
     }
 }
 
-async fn peek(hub: &Hub, id: &str, max: usize) -> Option<Peeked> {
-    match hub.inner.store.peek(id, PeekOptions::head(max)).await {
+async fn peek_with(hub: &Hub, id: &str, options: PeekOptions) -> Option<Peeked> {
+    match hub.inner.store.peek(id, options).await {
         Ok(p) => Some(p),
         Err(e) => {
             tracing::warn!(endpoint = id, error = %e, "reading the endpoint queue failed");
             tokio::time::sleep(RETRY_DELAY).await;
             None
         }
+    }
+}
+
+/// Runs the pump for one endpoint until shutdown.
+pub(crate) async fn run(hub: Hub, id: String, endpoint: Endpoint) {
+    match endpoint {
+        Endpoint::Upstream => upstream(hub, id).await,
+        Endpoint::ModuleInput { module, input } => module_input(hub, id, module, input).await,
     }
 }
 
@@ -67,6 +133,7 @@ async fn module_input(hub: Hub, id: String, module: String, input: String) {
     let mut sessions = hub.inner.sessions.watch();
     let mut appended = hub.inner.store.subscribe(&id);
     let shutdown = hub.inner.shutdown.clone();
+    let mut acks = AckPipeline::new(&id);
     loop {
         sessions.borrow_and_update();
         appended.borrow_and_update();
@@ -76,15 +143,21 @@ async fn module_input(hub: Hub, id: String, module: String, input: String) {
             .get(&identity)
             .filter(|c| c.is_subscribed(Subscription::ModuleInputs));
         let Some(client) = client else {
+            acks.settle().await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = sessions.changed() => continue,
             }
         };
-        let Some(batch) = peek(&hub, &id, hub.inner.settings.batch_size).await else {
+        let options = acks.peek_options(hub.inner.settings.batch_size);
+        let Some(batch) = peek_with(&hub, &id, options).await else {
             continue;
         };
         if batch.deliveries.is_empty() {
+            if acks.busy() {
+                acks.settle().await;
+                continue;
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = sessions.changed() => {}
@@ -112,6 +185,7 @@ async fn module_input(hub: Hub, id: String, module: String, input: String) {
             }
         }
         // Acknowledge the delivered prefix (a batch may span priorities, so by offset list).
+        let expected = waiting.len();
         let mut done = Vec::with_capacity(waiting.len());
         let mut sent = 0;
         for (offset, rx) in waiting {
@@ -128,11 +202,12 @@ async fn module_input(hub: Hub, id: String, module: String, input: String) {
             }
             done.push(offset);
         }
-        if !done.is_empty() {
-            if let Err(e) = hub.inner.store.ack(id.as_str(), done).await {
-                tracing::warn!(endpoint = %id, error = %e, "acknowledging delivered messages failed");
-            }
-            count_sent(&hub, &id, sent);
+        let complete = done.len() == expected && expected == batch.deliveries.len();
+        count_sent(&hub, &id, sent);
+        acks.submit(&hub, done).await;
+        if !complete {
+            // Something was not delivered: read from the head again once committed.
+            acks.settle().await;
         }
     }
 }
@@ -174,12 +249,18 @@ async fn upstream(hub: Hub, id: String) {
         return;
     };
     let mut appended = hub.inner.store.subscribe(&id);
+    let mut acks = AckPipeline::new(&id);
     loop {
         appended.borrow_and_update();
-        let Some(batch) = peek(&hub, &id, UPSTREAM_BATCH).await else {
+        let options = acks.peek_options(UPSTREAM_BATCH);
+        let Some(batch) = peek_with(&hub, &id, options).await else {
             continue;
         };
         if batch.deliveries.is_empty() {
+            if acks.busy() {
+                acks.settle().await;
+                continue;
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = appended.changed() => continue,
@@ -220,12 +301,13 @@ async fn upstream(hub: Hub, id: String) {
                 progressed = true;
             }
         }
-        if !acked.is_empty() {
-            let n = acked.len() as u64;
-            if let Err(e) = hub.inner.store.ack(id.as_str(), acked).await {
-                tracing::warn!(endpoint = %id, error = %e, "acknowledging upstream messages failed");
-            }
-            count_sent(&hub, &id, n);
+        let complete = acked.len() == batch.deliveries.len();
+        count_sent(&hub, &id, acked.len() as u64);
+        // Queue order, so the last offset is where the next read continues.
+        acked.sort_unstable();
+        acks.submit(&hub, acked).await;
+        if !complete {
+            acks.settle().await;
         }
         if !progressed {
             tokio::select! {

@@ -116,7 +116,7 @@ async fn forbidden_malformed_and_oversize_traffic_is_refused_and_the_broker_keep
         ])
         .output()
         .await
-        .expect("mosquitto_pub (run crates/edgehub/tests/install-deps.sh)");
+        .expect("mosquitto_pub (run scripts/install-mqtt-clients)");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(

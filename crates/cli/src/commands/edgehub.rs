@@ -184,7 +184,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         http: Some(http),
         upstream,
         config,
-        mqtt_config: ironedge_mqtt::MqttConfig::default(),
+        mqtt_config: mqtt_config(),
         registry: registry_settings(&args)?,
     };
     run_edgehub(options, shutdown_signal()).await?;
@@ -284,6 +284,16 @@ fn upstream_settings(args: &ServeArgs, hub_host_name: &str) -> Result<Option<Ups
         backoff_max: Duration::from_secs(60),
         operation_timeout: Duration::from_secs(20),
     }))
+}
+
+/// MQTT limits: deeper windows than the defaults, so one busy module's publishes share store
+/// commits and deliveries keep the pipe full.
+fn mqtt_config() -> ironedge_mqtt::MqttConfig {
+    ironedge_mqtt::MqttConfig {
+        max_pending_inbound_acks: 256,
+        max_inflight: 256,
+        ..ironedge_mqtt::MqttConfig::default()
+    }
 }
 
 fn registry_settings(args: &ServeArgs) -> Result<Option<RegistrySettings>> {

@@ -343,7 +343,7 @@ async fn start_mosquitto(bin: &Path, fx: &Fixture, host: &str, port: u16) -> Res
         .spawn()
         .with_context(|| {
             format!(
-                "starting {} (install mosquitto, see crates/edgehub/tests/install-deps.sh)",
+                "starting {} (install it with scripts/install-mqtt-clients)",
                 bin.display()
             )
         })?;

@@ -19,6 +19,8 @@ use super::{Backoff, TokenSource, UpstreamError, UpstreamEvent, UpstreamSettings
 const API_VERSION: &str = "2021-04-12";
 /// Largest packet accepted or sent upstream: the 256 KiB message limit plus topic room.
 const MAX_PACKET: usize = 256 * 1024 + 16 * 1024;
+/// Unacknowledged QoS 1 publishes allowed on one upstream connection.
+const UPSTREAM_INFLIGHT: u16 = 1000;
 /// Where twin answers arrive; every connection subscribes to it.
 const TWIN_RESPONSES: &str = "$iothub/twin/res/#";
 
@@ -313,6 +315,8 @@ fn options(identity: &Identity, settings: &UpstreamSettings, token: String) -> M
     opts.set_keep_alive(settings.keep_alive);
     opts.set_clean_session(true);
     opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    // A deep window: a backlog after an outage drains at the link's speed, not one RTT per 100.
+    opts.set_inflight(UPSTREAM_INFLIGHT);
     opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(
         settings.tls.clone(),
     )));
@@ -339,7 +343,7 @@ async fn run(
             continue;
         };
         let (client, mut eventloop) =
-            AsyncClient::new(options(&conn.identity, &settings, token), 256);
+            AsyncClient::new(options(&conn.identity, &settings, token), 1024);
         *lock(&conn.client) = Some(client.clone());
         let mut was_connected = false;
         loop {

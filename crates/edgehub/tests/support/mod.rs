@@ -35,18 +35,22 @@ use tokio::sync::oneshot;
 pub const HUB: &str = "testhub.azure-devices.net";
 pub const EDGE: &str = "edge1";
 
-/// The venv python with azure-iot-device, installed by `install-deps.sh` if missing.
+/// The venv python with azure-iot-device 2.14.0 and paho-mqtt: `IRONEDGE_PYTHON` (set by
+/// `scripts/test`), else what `scripts/python-env` creates.
 pub fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/install-deps.sh");
+        if let Some(p) = std::env::var_os("IRONEDGE_PYTHON") {
+            return PathBuf::from(p);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python-env");
         let out = std::process::Command::new("bash")
             .arg(script)
             .output()
-            .expect("run install-deps.sh");
+            .expect("run scripts/python-env");
         assert!(
             out.status.success(),
-            "install-deps.sh failed: {}",
+            "scripts/python-env failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
