@@ -28,7 +28,7 @@ enum Command {
     /// Run the EdgeDeployment controller (per device namespace or cluster-wide), or print its RBAC.
     Controller(commands::controller::ControllerArgs),
     /// Run the edge hub (module broker, routes, store-and-forward, upstream link), or its load tool.
-    Edgehub(commands::edgehub::EdgeHubArgs),
+    Edgehub(Box<commands::edgehub::EdgeHubArgs>),
     /// Run the cloud hub (IoT-Hub-compatible REST over HTTPS and device MQTT over TLS).
     Hub(commands::hub::HubArgs),
     /// Run a device's edge agent (cloud sync, status, module identities, workload API, edge CA),
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         Command::Route(cmd) => commands::route::run(cmd),
         Command::Crd(args) => commands::crd::run(args),
         Command::Controller(args) => commands::controller::run(args),
-        Command::Edgehub(args) => commands::edgehub::run(args),
+        Command::Edgehub(args) => commands::edgehub::run(*args),
         Command::Hub(args) => commands::hub::run(args),
         Command::Agent(args) => commands::agent::run(*args),
         Command::WorkloadProxy(args) => commands::workload_proxy::run(args),
