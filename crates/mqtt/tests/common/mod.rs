@@ -1,5 +1,11 @@
 //! A test application for the server and a raw MQTT client that can send anything.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    dead_code,
+    unreachable_pub
+)]
 
 use bytes::{Bytes, BytesMut};
 use ironedge_mqtt::{
