@@ -1,5 +1,5 @@
-//! What the agent writes into the device namespace for a deployment: the EdgeDeployment (by
-//! server-side apply, so an unchanged manifest writes nothing) and one `kubernetes.io/dockerconfigjson`
+//! What the agent writes into the device namespace for a deployment: the EdgeDeployment (an
+//! unchanged manifest writes nothing) and one `kubernetes.io/dockerconfigjson`
 //! Secret per registry credential (owned by the EdgeDeployment; stale ones are removed).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,9 +8,8 @@ use ironedge_controller::crd::{EdgeDeployment, EdgeDeploymentSpec};
 use ironedge_controller::from_manifest::pull_secrets;
 use ironedge_controller::translate::registry::RegistryCredential;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
 
 use crate::error::Result;
 use crate::labels;
@@ -66,20 +65,7 @@ impl Cluster {
             ironedge_controller::labels::DEVICE.to_string(),
             ironedge_controller::names::label_value(&self.device_id),
         );
-        let body = json!({
-            "apiVersion": "ironedge.io/v1",
-            "kind": "EdgeDeployment",
-            "metadata": {"name": self.name, "labels": metadata_labels},
-            "spec": spec,
-        });
-        let ed = self
-            .eds
-            .patch(
-                &self.name,
-                &PatchParams::apply(labels::FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await?;
+        let ed = self.write(spec, &metadata_labels).await?;
         let wanted = pull_secrets(&ed, credentials);
         let names: BTreeSet<String> = wanted.iter().map(ResourceExt::name_any).collect();
         for secret in &wanted {
@@ -93,6 +79,52 @@ impl Cluster {
         }
         self.prune_pull_secrets(&ed, &names).await?;
         Ok(ed)
+    }
+
+    /// Creates or replaces the EdgeDeployment; an equal spec writes nothing. A replace (with the
+    /// resourceVersion read, retried on conflict) rather than server-side apply: Kubernetes 1.20's
+    /// apply turns a map or list it empties into null, which the schema refuses.
+    async fn write(
+        &self,
+        spec: &EdgeDeploymentSpec,
+        metadata_labels: &BTreeMap<String, String>,
+    ) -> Result<EdgeDeployment> {
+        for _ in 0..10 {
+            let Some(mut current) = self.eds.get_opt(&self.name).await? else {
+                let mut ed = EdgeDeployment::new(&self.name, spec.clone());
+                ed.metadata.labels = Some(metadata_labels.clone());
+                match self.eds.create(&PostParams::default(), &ed).await {
+                    Ok(created) => return Ok(created),
+                    Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let labels = current.metadata.labels.get_or_insert_with(BTreeMap::new);
+            let labels_current = metadata_labels
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v));
+            if current.spec == *spec && labels_current {
+                return Ok(current);
+            }
+            labels.extend(metadata_labels.clone());
+            current.spec = spec.clone();
+            current.metadata.managed_fields = None;
+            match self
+                .eds
+                .replace(&self.name, &PostParams::default(), &current)
+                .await
+            {
+                Ok(replaced) => return Ok(replaced),
+                // The controller wrote status in between; read again.
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(crate::Error::Stored {
+            kind: "EdgeDeployment",
+            name: self.name.clone(),
+            reason: "it kept changing while the agent wrote it".into(),
+        })
     }
 
     /// Deletes dockerconfigjson Secrets owned by `ed` that are not in `keep`.
