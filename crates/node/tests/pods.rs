@@ -87,6 +87,13 @@ async fn deployment_pod_is_bound_runs_and_reports_running_status() {
     // the pod has its own UTS namespace with the pod name as host name.
     let log = wait_log(&client, &ns, &name, "hello from").await;
     assert_eq!(log.trim(), format!("hello from {name}"));
+    let kubectl = kubectl_logs(&ns, &name, &["--timestamps"]).await;
+    let (time, text) = kubectl.trim().split_once(' ').unwrap();
+    assert!(
+        time.parse::<k8s_openapi::jiff::Timestamp>().is_ok(),
+        "{kubectl}"
+    );
+    assert_eq!(text, format!("hello from {name}"));
 
     let nodes: Api<Node> = Api::all(client.clone());
     let n = nodes.get(&node.started.name).await.unwrap();
@@ -169,6 +176,8 @@ async fn exit_codes_and_restarts_follow_the_restart_policy() {
         .unwrap()[0];
     let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
     assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+    let previous = kubectl_logs(&ns, "always", &["--previous"]).await;
+    assert_eq!(previous, "run\n");
     // Between runs the container waits out its back-off.
     wait_pod(&client, &ns, "always", "CrashLoopBackOff", |p| {
         p.status
@@ -289,6 +298,38 @@ async fn deleting_a_pod_stops_its_process_and_the_pod_disappears() {
         .unwrap();
     }
     assert!(!alive(polite_pid) && !alive(stubborn_pid));
+    node.stop().await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn following_logs_streams_new_output_until_the_container_exits() {
+    use futures::{AsyncBufReadExt, TryStreamExt};
+    let client = client().await;
+    let ns = namespace(&client, "node-follow").await;
+    let node = start_node(&client, &[&ns]).await;
+    create_pod(
+        &client,
+        &ns,
+        sh_pod(
+            "ticker",
+            "for i in 1 2 3 4 5; do echo tick $i; sleep 0.3; done",
+            "Never",
+        ),
+    )
+    .await;
+    wait_pod(&client, &ns, "ticker", "Running", |p| phase(p) == "Running").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let params = kube::api::LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let stream = pods.log_stream("ticker", &params).await.unwrap();
+    let lines: Vec<String> = tokio::time::timeout(TIMEOUT, stream.lines().try_collect())
+        .await
+        .expect("stream ends when the container exits")
+        .unwrap();
+    assert_eq!(lines, ["tick 1", "tick 2", "tick 3", "tick 4", "tick 5"]);
     node.stop().await;
     delete_namespace(&client, &ns).await;
 }

@@ -363,3 +363,30 @@ pub fn alive(pid: u32) -> bool {
         .map(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
         .unwrap_or(false)
 }
+
+/// `kubectl logs -n NS POD ARGS…` with the test's kubeconfig (kubectl from PATH, else the
+/// project's cached build); the real client through the API server's proxy to the node.
+pub async fn kubectl_logs(ns: &str, pod: &str, args: &[&str]) -> String {
+    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/ironedge/k8s-1.20.2/bin/kubectl");
+    let kubectl = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+        .or_else(|| cached.is_file().then_some(cached))
+        .expect("kubectl on PATH or in ~/.cache/ironedge/k8s-1.20.2/bin (scripts/k8s/build)");
+    // Asynchronous: the node serving the logs runs on this test's runtime.
+    let out = tokio::process::Command::new(kubectl)
+        .args(["logs", "-n", ns, pod])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl logs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
