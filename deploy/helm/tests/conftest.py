@@ -218,3 +218,31 @@ def namespaces(kube: Kube) -> Any:
 
 def helm_config(namespace: str) -> helm.Config:
     return helm.Config(kubeconfig_path=os.environ["KUBECONFIG"], namespace=namespace)
+
+
+CRD_NAME = "edgedeployments.ironedge.io"
+
+
+def adopt(kube: Kube, release: str, namespace: str) -> None:
+    """What the README tells users who applied `ironedge crd` by hand: let Helm adopt the CRD."""
+    if kube.get("crd", CRD_NAME) is None:
+        return
+    kube.run("label", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+    kube.run(
+        "annotate", "crd", CRD_NAME, f"meta.helm.sh/release-name={release}",
+        f"meta.helm.sh/release-namespace={namespace}", "--overwrite",
+    )
+
+
+@pytest.fixture(scope="session")
+def crds(kube: Kube) -> None:
+    """The CRD chart installed once (the device's RBAC names edgedeployments; the agent needs them)."""
+    namespace = f"ironedge-crds-{secrets.token_hex(4)}"
+    kube.run("create", "namespace", namespace)
+    adopt(kube, "ironedge-crds", namespace)
+    with helm_config(namespace) as cfg:
+        cfg.install(str(chart_path("ironedge-crds")), "ironedge-crds")
+    yield
+    with helm_config(namespace) as cfg:
+        cfg.uninstall("ironedge-crds", ignore_not_found=True)
+    kube.run("delete", "namespace", namespace, "--wait=false", check=False)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO, Kube, chart_path, helm_config, lint, render, wait_until
+from conftest import CRD_NAME, REPO, Kube, adopt, chart_path, helm_config, lint, render, wait_until
 
-CRD_NAME = "edgedeployments.ironedge.io"
 COMMITTED = REPO / "deploy" / "crds" / "edgedeployments.ironedge.io.yaml"
 CHART_COPY = chart_path("ironedge-crds") / "files" / "edgedeployments.ironedge.io.yaml"
 CHART_LABELS = {
@@ -68,17 +67,6 @@ def test_the_crds_chart_lints_clean_for_kubernetes_1_20() -> None:
         report = lint("ironedge-crds", values)
         assert report["errors"] == [], report
         assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
-
-
-def adopt(kube: Kube, release: str, namespace: str) -> None:
-    """What the README tells users who applied `ironedge crd` by hand: let Helm adopt the CRD."""
-    if kube.get("crd", CRD_NAME) is None:
-        return
-    kube.run("label", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm", "--overwrite")
-    kube.run(
-        "annotate", "crd", CRD_NAME, f"meta.helm.sh/release-name={release}",
-        f"meta.helm.sh/release-namespace={namespace}", "--overwrite",
-    )
 
 
 def test_the_crd_installs_upgrades_and_survives_uninstall(kube: Kube, namespace: str) -> None:

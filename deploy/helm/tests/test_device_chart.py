@@ -120,6 +120,7 @@ def test_the_agent_runs_the_agent_subcommand_with_its_identity_and_hub_settings(
 def test_the_agent_service_is_what_the_sidecars_dial() -> None:
     svc = find(device(), "Service", "ironedge-agent")
     assert svc["spec"]["type"] == "ClusterIP"
+    assert svc["spec"]["publishNotReadyAddresses"] is True
     assert {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]} == {
         "workload": (15581, "workload"),
         "metrics": (9600, "metrics"),

@@ -11,7 +11,6 @@ import helm_python as helm
 import pytest
 
 from conftest import Kube, chart_path, helm_config, wait_until
-from test_crds_chart import adopt
 
 KEY = base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
 
@@ -23,20 +22,6 @@ NAMESPACED_KINDS = (
 
 def connection_string(device_id: str) -> str:
     return f"HostName=hub.example.com;DeviceId={device_id};SharedAccessKey={KEY}"
-
-
-@pytest.fixture(scope="module")
-def crds(kube: Kube) -> None:
-    """The CRD chart installed once (the device's RBAC names edgedeployments; the agent needs them)."""
-    kube.run("create", "namespace", "ironedge-crds-test", check=False)
-    adopt(kube, "ironedge-crds", "ironedge-crds-test")
-    with helm_config("ironedge-crds-test") as cfg:
-        if not cfg.list(name_filter="^ironedge-crds$"):
-            cfg.install(str(chart_path("ironedge-crds")), "ironedge-crds")
-    yield
-    with helm_config("ironedge-crds-test") as cfg:
-        cfg.uninstall("ironedge-crds", ignore_not_found=True)
-    kube.run("delete", "namespace", "ironedge-crds-test", "--wait=false", check=False)
 
 
 def is_default_object(kind: str, obj: dict[str, Any]) -> bool:
