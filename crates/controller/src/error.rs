@@ -108,6 +108,9 @@ pub enum Error {
     /// The spec cannot be translated.
     #[error("invalid EdgeDeployment spec: {0}")]
     Spec(#[from] SpecError),
+    /// A request got no answer in time (for example while the API server restarts).
+    #[error("no answer from the API server within {0:?}; will retry")]
+    Timeout(std::time::Duration),
     /// The EdgeDeployment CRD is not installed.
     #[error(
         "the EdgeDeployment CRD (edgedeployments.ironedge.io) is not installed; install it with \
@@ -147,6 +150,7 @@ impl Error {
             Self::Kube(kube::Error::Api(_)) => "api_rejected",
             Self::Kube(_) => "transport",
             Self::Spec(_) => "invalid_spec",
+            Self::Timeout(_) => "timeout",
             Self::CrdMissing => "crd_missing",
             Self::Serialization { .. } => "serialization",
             Self::MissingMetadata(_) => "missing_metadata",

@@ -585,3 +585,92 @@ async fn standby_controller_takes_over_when_the_leader_stops() {
     wait_exists(&ns.api::<Deployment>(), "tempsensor").await;
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn per_device_controller_works_with_only_a_namespaced_role() {
+    use ironedge_controller::rbac;
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::PostParams;
+
+    let client = client().await;
+    let ns = TestNamespace::new(&client).await;
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "ironedge-controller"}})).unwrap();
+    ns.api::<ServiceAccount>()
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
+    ns.api::<Role>()
+        .create(
+            &PostParams::default(),
+            &rbac::role(&ns.name, "ironedge-controller"),
+        )
+        .await
+        .unwrap();
+    let binding = rbac::role_binding(&ns.name, "ironedge-controller", "ironedge-controller");
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = ns
+        .api::<ServiceAccount>()
+        .create_token_request("ironedge-controller", &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+
+    let mut config = kube::Config::infer().await.unwrap();
+    config.auth_info = serde_json::from_value(json!({"token": token})).unwrap();
+    let mut settings = Settings::new(Scope::Namespace(ns.name.clone()));
+    settings.lease = Some(LeaseSettings {
+        namespace: ns.name.clone(),
+        name: "ironedge-controller".into(),
+        identity: "only-role".into(),
+        duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
+    });
+    let controller = RunningController::start_with_config(config, settings).await;
+    create_ed(&ns, "dev-1", hub_and_sensor("sensor:1")).await;
+    wait_exists(&ns.api::<Deployment>(), "tempsensor").await;
+    wait_exists(&ns.api::<PersistentVolumeClaim>(), "sensor-data").await;
+    wait_condition(&ns, "dev-1", "Progressing", "False").await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    eventually("an event from the controller", TIMEOUT, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("Applied"))
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        !controller.is_finished(),
+        "the controller stopped: missing permissions?"
+    );
+    assert_eq!(
+        controller
+            .metrics
+            .errors
+            .get_or_create(&ironedge_controller::controller::metrics::ErrorLabels {
+                error: "api_rejected".into()
+            })
+            .get(),
+        0,
+        "the API server refused a request of the namespaced controller"
+    );
+    ns.delete().await;
+}

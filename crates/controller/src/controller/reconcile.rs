@@ -37,6 +37,17 @@ use crate::names;
 use crate::status::{self, Outcome};
 use crate::translate;
 
+/// Longest wait for one API request; without it a request lost in an API server restart would
+/// block this EdgeDeployment's reconciles forever (kube sets no read timeout).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+async fn bounded<T>(request: impl std::future::Future<Output = kube::Result<T>>) -> Result<T> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Error::Timeout(REQUEST_TIMEOUT)),
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     /// Client for writes (reads come from the stores).
@@ -110,6 +121,7 @@ pub async fn wait_ready(stores: &Stores) -> bool {
 /// Reconciles one EdgeDeployment.
 pub async fn reconcile(ed: Arc<EdgeDeployment>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer();
+    tracing::debug!(edgedeployment = %ed.name_any(), namespace = ?ed.namespace(), "reconcile");
     // Deciding on half-filled caches would re-apply objects that exist.
     wait_ready(&ctx.stores).await;
     if ed.metadata.deletion_timestamp.is_some() {
@@ -246,11 +258,11 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.patch(
+    bounded(api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(body),
-    )
+    ))
     .await?;
     Ok(())
 }
@@ -263,10 +275,10 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.delete(name, &DeleteParams::background()).await {
+    match bounded(api.delete(name, &DeleteParams::background())).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(err) => Err(err.into()),
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => Ok(()),
+        Err(err) => Err(err),
     }
 }
 
@@ -282,11 +294,11 @@ async fn patch_status(
         "kind": "EdgeDeployment",
         "status": status,
     });
-    api.patch_status(
+    bounded(api.patch_status(
         &ed.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&body),
-    )
+    ))
     .await?;
     Ok(())
 }
@@ -357,7 +369,7 @@ async fn publish_events(
     }
     let reference = ed.object_ref(&());
     for ev in events {
-        if let Err(err) = recorder.publish(&ev, &reference).await {
+        if let Err(err) = bounded(recorder.publish(&ev, &reference)).await {
             tracing::warn!(error = %err, reason = ev.reason, "cannot publish event");
         }
     }

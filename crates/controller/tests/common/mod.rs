@@ -37,12 +37,17 @@ pub fn kubeconfig_path() -> Option<PathBuf> {
     std::env::var_os("KUBECONFIG").map(PathBuf::from)
 }
 
-/// A client for the test cluster with the CRD installed; panics with how to start one otherwise.
-pub async fn client() -> Client {
+/// Logs to the test output, filtered by `RUST_LOG`.
+pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// A client for the test cluster with the CRD installed; panics with how to start one otherwise.
+pub async fn client() -> Client {
+    init_tracing();
     let config = Config::infer()
         .await
         .unwrap_or_else(|e| panic!("{HOW_TO_START} ({e})"));
@@ -54,7 +59,8 @@ pub async fn client() -> Client {
     client
 }
 
-async fn install_crd(client: Client) {
+/// Installs (server-side applies) the CRD and waits until it is established.
+pub async fn install_crd(client: Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client);
     api.patch(
         "edgedeployments.ironedge.io",
