@@ -777,3 +777,111 @@ pub async fn run_python(script: &str, env: &[(&str, String)]) -> Value {
         .unwrap_or_else(|| panic!("{script} printed no JSON result:\n{stdout}\n{stderr}"));
     serde_json::from_str(line).unwrap()
 }
+
+/// One HTTP/1.1 request over a unix socket (what the SDKs do with `IOTEDGE_WORKLOADURI`):
+/// `(status, body)`.
+pub async fn unix_http(
+    socket: &Path,
+    method: &str,
+    uri: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {uri} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text}"));
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let payload = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(payload)
+    } else {
+        payload.to_string()
+    };
+    (
+        status,
+        serde_json::from_str(&payload).unwrap_or(Value::Null),
+    )
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A workload proxy sidecar for one pod, run in this process: serves `dir/workload.sock` and
+/// forwards to the agent with the token in `dir/token`.
+pub struct Sidecar {
+    pub dir: tempfile::TempDir,
+    stop: CancellationToken,
+}
+
+impl Sidecar {
+    pub async fn start(agent: &RunningAgent, admin: &Client, token: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), token).unwrap();
+        let bundle: k8s_openapi::api::core::v1::ConfigMap =
+            Api::namespaced(admin.clone(), &agent.namespace)
+                .get("ironedge-trust-bundle")
+                .await
+                .unwrap();
+        std::fs::write(
+            dir.path().join("trust-bundle.pem"),
+            &bundle.data.unwrap()["trust-bundle.pem"],
+        )
+        .unwrap();
+        let settings = ironedge_agent::workload::proxy::ProxySettings {
+            listen: format!("unix://{}", dir.path().join("workload.sock").display()),
+            agent_url: format!("https://{}", agent.workload_addr),
+            token_file: dir.path().join("token"),
+            trust_bundle: dir.path().join("trust-bundle.pem"),
+            timeout: Duration::from_secs(30),
+        };
+        let stop = CancellationToken::new();
+        tokio::spawn(ironedge_agent::workload::proxy::run(settings, stop.clone()));
+        let socket = dir.path().join("workload.sock");
+        eventually("the sidecar socket", TIMEOUT, || {
+            let s = socket.clone();
+            async move { s.exists().then_some(()) }
+        })
+        .await;
+        Self { dir, stop }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("workload.sock")
+    }
+
+    pub fn uri(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
