@@ -29,6 +29,7 @@ async fn outputs_reach_another_modules_input_through_a_route_with_a_condition() 
             "hot": r#"FROM /messages/modules/sender/outputs/out WHERE $body.temperature > 30 INTO BrokeredEndpoint("/modules/receiver/inputs/hot")"#
         }}),
         upstream: None,
+        bind: None,
     })
     .await;
     let tx = hub.client(&sender, ClientOptions::default()).await;
@@ -72,6 +73,7 @@ async fn an_unacknowledged_input_comes_again_after_the_module_reconnects() {
             "all": r#"FROM /messages/modules/sender/* INTO BrokeredEndpoint("/modules/receiver/inputs/in")"#
         }}),
         upstream: None,
+        bind: None,
     })
     .await;
     let tx = hub.client(&sender, ClientOptions::default()).await;
@@ -109,6 +111,7 @@ async fn reported_properties_are_acknowledged_and_read_back_from_the_twin() {
         modules: vec![module.clone()],
         routes: json!({}),
         upstream: None,
+        bind: None,
     })
     .await;
     let c = hub.client(&module, ClientOptions::default()).await;
@@ -135,6 +138,7 @@ async fn desired_patches_and_direct_methods_from_the_cloud_reach_the_module() {
         modules: vec![module.clone()],
         routes: json!({}),
         upstream: Some(cloud.upstream()),
+        bind: None,
     })
     .await;
     let mut c = hub.client(&module, ClientOptions::default()).await;
@@ -232,6 +236,7 @@ async fn the_connection_string_fallback_signs_with_the_modules_own_key() {
         modules: vec![module.clone(), other.clone()],
         routes: json!({"routes": {"r": r#"FROM /messages/modules/local/* INTO BrokeredEndpoint("/modules/other/inputs/in")"#}}),
         upstream: None,
+        bind: None,
     })
     .await;
     let ca = hub.dir.path().join("ca.pem");
@@ -276,6 +281,7 @@ async fn tokens_are_renewed_by_reconnecting_and_sending_goes_on() {
         modules: vec![module.clone(), sink.clone()],
         routes: json!({"routes": {"r": r#"FROM /messages/modules/renewer/* INTO BrokeredEndpoint("/modules/sink/inputs/in")"#}}),
         upstream: None,
+        bind: None,
     })
     .await;
     let options = ClientOptions {
@@ -311,6 +317,7 @@ async fn a_workload_api_that_does_not_know_the_module_answers_with_an_error_stat
         modules: vec![Module::new("known")],
         routes: json!({}),
         upstream: None,
+        bind: None,
     })
     .await;
     let workload = WorkloadClient::new(&hub.workload_uri, "2020-07-07").unwrap();
@@ -343,6 +350,7 @@ async fn an_oversized_message_is_refused_before_it_is_sent() {
         modules: vec![module.clone()],
         routes: json!({}),
         upstream: None,
+        bind: None,
     })
     .await;
     let c = hub.client(&module, ClientOptions::default()).await;

@@ -8,8 +8,11 @@
     clippy::print_stderr
 )]
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use ironedge_edgehub::config::HubConfig;
@@ -62,6 +65,9 @@ pub struct Spec {
     pub modules: Vec<Module>,
     pub routes: Value,
     pub upstream: Option<UpstreamSettings>,
+    /// Listen on this address at port 8883 (the Python SDK's fixed port); default: 127.0.0.1 on
+    /// any port.
+    pub bind: Option<Ipv4Addr>,
 }
 
 /// A running edge hub with its workload API.
@@ -83,7 +89,11 @@ impl EdgeHub {
         let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
         let ca =
             ironedge_pki::CertificateAuthority::new_root("module-client test CA", later).unwrap();
-        let server = ca.issue_server(&["127.0.0.1", "localhost"], later).unwrap();
+        let ip = spec.bind.unwrap_or(Ipv4Addr::LOCALHOST);
+        let ip_name = ip.to_string();
+        let server = ca
+            .issue_server(&[ip_name.as_str(), "127.0.0.1", "localhost"], later)
+            .unwrap();
 
         let keys = MemoryKeyStore::default();
         for m in &spec.modules {
@@ -108,7 +118,10 @@ impl EdgeHub {
             let _ = stopped.await;
         }));
 
-        let mqtt = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = if spec.bind.is_some() { 8883 } else { 0 };
+        let mqtt = tokio::net::TcpListener::bind(SocketAddr::from((ip, port)))
+            .await
+            .unwrap();
         let mqtt_addr = mqtt.local_addr().unwrap();
         let tls = ironedge_pki::server_config(&server.chain_pem, &server.key_pem).unwrap();
         let config: HubConfig = serde_json::from_value(spec.routes.clone()).unwrap();
@@ -168,6 +181,18 @@ impl EdgeHub {
             ("IOTEDGE_APIVERSION".into(), "2020-07-07".into()),
             ("IOTEDGE_AUTHSCHEME".into(), "sasToken".into()),
         ]
+    }
+
+    /// The environment for an SDK process, which always dials port 8883: the gateway is the
+    /// bare address (needs `Spec::bind`).
+    pub fn sdk_env(&self, module: &Module) -> Vec<(String, String)> {
+        let mut env = self.module_env(module);
+        for (k, v) in &mut env {
+            if k == "IOTEDGE_GATEWAYHOSTNAME" {
+                *v = self.mqtt.ip().to_string();
+            }
+        }
+        env
     }
 
     /// Starts a client for `module` and waits for its first connection.
@@ -303,5 +328,145 @@ impl Cloud {
 
     pub fn hub(&self) -> &ironedge_hub::Hub {
         &self.started.hub
+    }
+}
+
+/// A loopback address of its own for each test that needs port 8883.
+pub fn loopback() -> Ipv4Addr {
+    static NEXT: AtomicU8 = AtomicU8::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    Ipv4Addr::new(127, 30 + (pid % 200) as u8, (pid / 200 % 250) as u8, n)
+}
+
+/// The venv python with azure-iot-device: `IRONEDGE_PYTHON` (set by `scripts/test`), else what
+/// `scripts/python-env` prints.
+pub fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        if let Some(p) = std::env::var_os("IRONEDGE_PYTHON") {
+            return PathBuf::from(p);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|d| d.join("scripts/python-env"))
+            .find(|p| p.is_file())
+            .expect("scripts/python-env in the workspace");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("run scripts/python-env");
+        assert!(
+            out.status.success(),
+            "scripts/python-env failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+/// A module process (killed when dropped).
+pub struct ModuleProcess {
+    pub child: tokio::process::Child,
+}
+
+impl ModuleProcess {
+    pub fn spawn(program: &Path, args: &[&str], env: &[(String, String)]) -> Self {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+        Self { child }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let status = tokio::time::timeout(T, self.child.wait())
+            .await
+            .expect("module exits after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "module exited with {status}");
+    }
+}
+
+impl Cloud {
+    /// Waits until `module` sent at least `n` messages to the cloud; returns them in order.
+    pub async fn wait_telemetry(
+        &self,
+        module: &str,
+        n: usize,
+    ) -> Vec<ironedge_hub::storage::TelemetryRecord> {
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let filter = ironedge_hub::storage::TelemetryFilter {
+                device_id: Some(EDGE.into()),
+                module_id: Some(module.into()),
+                ..Default::default()
+            };
+            let found = self
+                .hub()
+                .read_telemetry(filter, 10_000, Duration::from_secs(1))
+                .await
+                .unwrap();
+            if found.len() >= n {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{module}: {} of {n} messages reached the cloud",
+                found.len()
+            );
+        }
+    }
+
+    /// Waits until the reported properties of `module` satisfy `pred`; returns them.
+    pub async fn wait_reported(
+        &self,
+        module: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let twin = self
+                .hub()
+                .get_twin(EDGE.into(), Some(module.into()))
+                .await
+                .unwrap();
+            let reported = twin["properties"]["reported"].clone();
+            if pred(&reported) {
+                return reported;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{module}: reported properties never showed {what}: {reported}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Patches the desired properties of `module`.
+    pub async fn patch_desired(&self, module: &str, desired: Value) {
+        let patch = serde_json::from_value(json!({"properties": {"desired": desired}})).unwrap();
+        self.hub()
+            .patch_twin(
+                EDGE.into(),
+                Some(module.into()),
+                patch,
+                ironedge_hub::registry::IfMatch::Any,
+            )
+            .await
+            .unwrap();
     }
 }
