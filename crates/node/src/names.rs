@@ -29,6 +29,27 @@ impl HostNames {
         }
     }
 
+    /// Names for the node whose name hashes to `node_hash` (found in a leftover's name).
+    pub fn from_hash(node_hash: &str) -> Self {
+        Self {
+            node_hash: node_hash.to_string(),
+        }
+    }
+
+    /// The short hash of the node name that all of its host names carry.
+    pub fn node_hash(&self) -> &str {
+        &self.node_hash
+    }
+
+    /// The node hash in a namespace or bridge name of any node, if it is one of ours.
+    pub fn hash_in(name: &str) -> Option<&str> {
+        let hash = match name.strip_prefix("ie-") {
+            Some(rest) => rest.split('-').next()?,
+            None => name.strip_prefix("iebr")?,
+        };
+        (hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit())).then_some(hash)
+    }
+
     /// The node's bridge (at most 15 characters, the Linux interface name limit).
     pub fn bridge(&self) -> String {
         format!("iebr{}", self.node_hash)
@@ -68,5 +89,9 @@ mod tests {
         );
         assert!(n.netns("u1").starts_with(&n.netns_prefix()));
         assert_ne!(n.veth("u1"), HostNames::new("other").veth("u1"));
+        assert_eq!(HostNames::hash_in(&n.netns("u1")), Some(n.node_hash()));
+        assert_eq!(HostNames::hash_in(&n.bridge()), Some(n.node_hash()));
+        assert_eq!(HostNames::hash_in("ie-zz-1"), None);
+        assert_eq!(HostNames::from_hash(n.node_hash()), n);
     }
 }

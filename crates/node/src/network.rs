@@ -28,14 +28,27 @@ pub struct NodeNetwork {
     pub names: HostNames,
     /// The pod network.
     pub cidr: Ipv4Cidr,
+    /// Locked while the node runs: its namespaces and bridge are in use, not leftovers.
+    _alive: std::sync::Arc<std::fs::File>,
 }
 
 impl NodeNetwork {
     /// Creates the bridge for `cidr`, or for the first free /24 of 10.88.0.0/16 when `None`.
     /// Leftovers of an earlier run of the same node are removed first.
     pub async fn create(names: HostNames, cidr: Option<Ipv4Cidr>, lock_dir: &Path) -> Result<Self> {
+        let nodes_dir = lock_dir.join("nodes");
+        std::fs::create_dir_all(&nodes_dir).map_err(Error::io(&nodes_dir))?;
+        let alive_path = nodes_dir.join(format!("{}.lock", names.node_hash()));
+        let alive = std::fs::File::create(&alive_path).map_err(Error::io(&alive_path))?;
+        if alive.try_lock().is_err() {
+            return Err(Error::Invalid {
+                what: "node name",
+                value: names.node_hash().to_string(),
+                reason: "another ironedge node with this name runs on this machine".into(),
+            });
+        }
         remove_leftovers(&names).await;
-        std::fs::create_dir_all(lock_dir).map_err(Error::io(lock_dir))?;
+        collect_garbage(&nodes_dir).await;
         let lock_path = lock_dir.join("pod-networks.lock");
         let lock = std::fs::File::create(&lock_path).map_err(Error::io(&lock_path))?;
         // Choosing a free network and claiming it (by giving the bridge its address) must not
@@ -65,7 +78,11 @@ impl NodeNetwork {
             return Err(e);
         }
         tracing::info!(%bridge, pod_network = %cidr, "pod network ready");
-        Ok(Self { names, cidr })
+        Ok(Self {
+            names,
+            cidr,
+            _alive: std::sync::Arc::new(alive),
+        })
     }
 
     /// The bridge address, which pods use as gateway and to reach the node's proxies.
@@ -151,6 +168,33 @@ async fn remove_leftovers(names: &HostNames) {
         }
     }
     run_quietly(IP, &["link", "del", &names.bridge()]).await;
+}
+
+/// Removes the namespaces and bridges of nodes that are not running any more (crashed or
+/// killed): their lock in `nodes_dir` is free.
+async fn collect_garbage(nodes_dir: &Path) {
+    let mut hashes = BTreeSet::new();
+    if let Ok(list) = run(IP, &["netns", "list"], None).await {
+        for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+            hashes.extend(HostNames::hash_in(ns).map(str::to_string));
+        }
+    }
+    if let Ok(links) = std::fs::read_dir("/sys/class/net") {
+        for link in links.flatten() {
+            let name = link.file_name().to_string_lossy().into_owned();
+            hashes.extend(HostNames::hash_in(&name).map(str::to_string));
+        }
+    }
+    for hash in hashes {
+        let path = nodes_dir.join(format!("{hash}.lock"));
+        let Ok(lock) = std::fs::File::create(&path) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() {
+            tracing::info!(node_hash = %hash, "removing the network of a node that is gone");
+            remove_leftovers(&HostNames::from_hash(&hash)).await;
+        }
+    }
 }
 
 /// SIGKILLs every process in a network namespace (left by a node that crashed).

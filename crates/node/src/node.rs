@@ -156,7 +156,7 @@ async fn run_with_network(
         tasks.clone(),
     ));
 
-    let paths = CreatedPaths::open(&settings.lock_dir)?;
+    let paths = CreatedPaths::open(&settings.mount_registry)?;
     let reporter = Reporter {
         controller: "ironedge-node".into(),
         instance: Some(settings.node_name.clone()),

@@ -287,9 +287,16 @@ impl PodWorker {
                     }
                 }
                 changed = updates.changed() => {
+                    if changed.is_err() {
+                        // The dispatcher is gone: the node is stopping.
+                        let grace = grace_period(&self.pod).min(Duration::from_secs(10));
+                        self.stop(grace, &stop_tx, &mut runners, &mut ev_rx).await;
+                        self.finish(Some(sandbox), &updates).await;
+                        return;
+                    }
                     let current = updates.borrow().clone();
                     match current {
-                        Some(p) if changed.is_ok() && p.metadata.deletion_timestamp.is_none() => {
+                        Some(p) if p.metadata.deletion_timestamp.is_none() => {
                             self.pod = p;
                         }
                         Some(p) => {
@@ -325,8 +332,7 @@ impl PodWorker {
                 () = shutdown.cancelled() => {
                     let grace = grace_period(&self.pod).min(Duration::from_secs(10));
                     self.stop(grace, &stop_tx, &mut runners, &mut ev_rx).await;
-                    sandbox.lock().await.destroy(&self.ctx, &self.pod, true).await;
-                    self.ctx.logs.remove_pod(self.pod.metadata.namespace.as_deref().unwrap_or_default(), &self.name());
+                    self.finish(Some(sandbox), &updates).await;
                     return;
                 }
             }
@@ -422,18 +428,17 @@ impl PodWorker {
         }
     }
 
-    /// After the containers stopped: final status, sandbox removal, and deletion of the pod
-    /// object when it was being deleted.
+    /// After the containers stopped: sandbox removal, and when the pod was being deleted (not
+    /// when the node stops) its final status and the deletion of the pod object.
     async fn finish(&mut self, sandbox: Option<Arc<Mutex<Sandbox>>>, updates: &PodUpdates) {
         let deleting = self.gone
             || updates
                 .borrow()
                 .as_ref()
                 .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
-        if !deleting {
-            return;
+        if deleting {
+            self.write_status().await;
         }
-        self.write_status().await;
         if let Some(sandbox) = sandbox {
             sandbox
                 .lock()
@@ -443,7 +448,7 @@ impl PodWorker {
         }
         let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
         self.ctx.logs.remove_pod(&ns, &self.name());
-        if self.gone {
+        if self.gone || !deleting {
             return;
         }
         let params = DeleteParams {

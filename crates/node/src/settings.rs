@@ -50,8 +50,10 @@ pub struct NodeSettings {
     pub labels: BTreeMap<String, String>,
     /// Pod capacity.
     pub max_pods: u32,
-    /// Directory for machine-wide locks (pod network allocation).
+    /// Directory for machine-wide locks (pod network allocation, running nodes).
     pub lock_dir: PathBuf,
+    /// Directory of the machine-wide registry of created mount points (see [`crate::paths`]).
+    pub mount_registry: PathBuf,
 }
 
 impl NodeSettings {
@@ -76,6 +78,7 @@ impl NodeSettings {
             labels: BTreeMap::new(),
             max_pods: 110,
             lock_dir: PathBuf::from("/run/ironedge-node"),
+            mount_registry: PathBuf::from("/run/ironedge-node"),
         }
     }
 

@@ -179,15 +179,11 @@ async fn host_ports_appear_on_the_pod_loopback_and_other_destinations_are_refuse
 async fn stopping_the_node_removes_everything_it_created() {
     let client = client().await;
     let ns = namespace(&client, "node-stop").await;
-    // A private mount-point registry (and a pod network outside the automatic range): mount
-    // points are removed by the last node of a registry, and other tests run nodes in parallel.
-    let locks = tempfile::tempdir().unwrap();
-    let cidr = format!("10.89.{}.0/24", std::process::id() % 250)
-        .parse()
-        .unwrap();
+    // A private mount-point registry: mount points are removed by the last node of a registry,
+    // and other tests run nodes in parallel.
+    let registry = tempfile::tempdir().unwrap();
     let node = start_node_with(&client, &[&ns], |s| {
-        s.lock_dir = locks.path().to_path_buf();
-        s.pod_cidr = Some(cidr);
+        s.mount_registry = registry.path().to_path_buf()
     })
     .await;
     let mount_root = format!("/run/{}", unique("ironedge-node-test"));
