@@ -209,14 +209,15 @@ async fn run_controller(
 ) {
     let scope = &settings.scope;
     let (eds, ed_writer) = reflector::store::<EdgeDeployment>();
-    let ed_stream = watcher(
-        scoped::<EdgeDeployment>(client.clone(), scope),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(drop_managed_fields)
-    .reflect(ed_writer)
-    .applied_objects();
+    let mut ed_config = watcher::Config::default().any_semantic();
+    if let Some(selector) = &settings.selector {
+        ed_config = ed_config.labels(selector);
+    }
+    let ed_stream = watcher(scoped::<EdgeDeployment>(client.clone(), scope), ed_config)
+        .default_backoff()
+        .modify(drop_managed_fields)
+        .reflect(ed_writer)
+        .applied_objects();
     let (deployments, deployment_stream) =
         owned_stream::<Deployment>(&client, scope, drop_managed_fields);
     let (jobs, job_stream) = owned_stream::<Job>(&client, scope, drop_managed_fields);
