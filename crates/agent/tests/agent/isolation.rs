@@ -1,11 +1,8 @@
 //! Two devices (two namespaces) on one cluster, each agent running with its own namespaced
 //! ServiceAccount: neither can read or change the other's objects, Secrets or hub identities,
 //! nor use the other's module tokens.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ironedge_agent::provisioning::DeviceCredentials;
 use ironedge_controller::crd::EdgeDeployment;
 use k8s_openapi::api::apps::v1::Deployment;

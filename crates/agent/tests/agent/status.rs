@@ -1,10 +1,7 @@
 //! Cluster → cloud: pod states written by the test (playing the node) show up in the hub's
 //! `$edgeAgent` reported properties with IoT Edge's fields.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

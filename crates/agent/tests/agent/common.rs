@@ -3,13 +3,6 @@
 //! per device, a real ironedge hub in this process, and the agent under test running in this
 //! process with a namespaced ServiceAccount token (real RBAC, not the admin token). Tests that
 //! need running or crashing pods play the node by writing pod status.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    dead_code,
-    unreachable_pub
-)]
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,10 +1,7 @@
 //! A bad manifest is rejected whole: `lastDesiredStatus` 400 (or 412) with the reason, and the
 //! cluster keeps running the last good deployment untouched.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ironedge_controller::crd::EdgeDeployment;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, ResourceExt};

@@ -1,10 +1,7 @@
 //! Offline: with the hub down the device keeps its deployment; a desired change made while the
 //! device could not connect arrives once it reconnects.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ironedge_controller::crd::EdgeDeployment;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;

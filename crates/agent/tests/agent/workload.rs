@@ -1,11 +1,8 @@
 //! The workload API through the real path: module → unix socket → workload proxy sidecar →
 //! HTTPS with the pod's projected ServiceAccount token → the agent (TokenReview) → module key.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use ironedge_edgehub::config::HubConfig;
 use ironedge_edgehub::config_source::ConfigSource;
 use ironedge_edgehub::hub::HubSettings;

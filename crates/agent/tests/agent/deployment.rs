@@ -1,10 +1,7 @@
 //! Cloud → cluster: modules set on the device through the hub's REST API become the device's
 //! EdgeDeployment, its Kubernetes objects and module identities; changes and removals follow.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ironedge_controller::crd::EdgeDeployment;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
