@@ -226,6 +226,13 @@ impl Sandbox {
                 VolumeSource::EmptyDir => {
                     let path = self.dir.join("volumes").join(&v.name);
                     std::fs::create_dir_all(&path).map_err(|e| io(&path, Error::io(&path)(e)))?;
+                    // kubelet creates emptyDir volumes world-writable, so containers running as
+                    // other users (e.g. a non-root sidecar serving a socket) can write them.
+                    {
+                        use std::os::unix::fs::PermissionsExt as _;
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
+                            .map_err(|e| io(&path, Error::io(&path)(e)))?;
+                    }
                     (path, false)
                 }
                 VolumeSource::Claim(claim) => {
