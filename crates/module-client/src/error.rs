@@ -36,7 +36,7 @@ pub enum WorkloadError {
     #[error("workload URI {0:?} must start with unix:// or http://")]
     Uri(String),
     /// The request did not complete.
-    #[error("workload API {operation}: {source}")]
+    #[error("workload API {operation}: {}", chain(.source))]
     Request {
         /// `trust-bundle` or `sign`.
         operation: &'static str,
@@ -61,6 +61,21 @@ pub enum WorkloadError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// An error with its causes, `outer: inner: innermost` (reqwest hides the cause in `Display`).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// Anything the module client can fail with.

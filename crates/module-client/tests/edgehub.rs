@@ -338,6 +338,12 @@ async fn a_workload_api_that_does_not_know_the_module_answers_with_an_error_stat
         matches!(err, WorkloadError::Status { operation: "sign", status, .. } if (400..500).contains(&status)),
         "{err}"
     );
+    let missing = WorkloadClient::new("unix:///nonexistent/workload.sock", "2020-07-07").unwrap();
+    let err = missing.trust_bundle().await.unwrap_err().to_string();
+    assert!(
+        err.contains("No such file or directory"),
+        "the cause is shown: {err}"
+    );
     let err = WorkloadClient::new("tcp://x", "2020-07-07").unwrap_err();
     assert!(err.to_string().contains("unix://"), "{err}");
     hub.stop().await;
