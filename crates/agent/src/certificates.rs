@@ -266,7 +266,9 @@ impl Certificates {
             } else if let Some(next) = &state.next {
                 let left = state.signing.not_after().duration_since(Timestamp::now());
                 if left < to_signed(self.settings.server_validity) {
+                    let now = Timestamp::now();
                     let mut previous = state.previous_roots.clone();
+                    previous.retain(|pem| ironedge_pki::not_after(pem).is_ok_and(|t| t > now));
                     previous.push(state.signing.root_pem());
                     let new = CaState {
                         signing: clone_ca(next)?,

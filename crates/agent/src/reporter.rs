@@ -104,6 +104,11 @@ pub async fn run(
             continue;
         }
         let desired = inputs.desired.borrow().clone();
+        if desired.agent.is_none() {
+            // Nothing processed since start: what the cloud holds is better than an empty report.
+            first_change = None;
+            continue;
+        }
         let status = inputs.status.borrow().clone();
         let agent_doc = reported::edge_agent(Inputs {
             agent_version: &facts.agent_version,

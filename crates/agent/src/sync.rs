@@ -214,13 +214,21 @@ impl Sync {
     }
 
     fn connected(&self, module: &str, up: bool) {
+        let was_up = self
+            .metrics
+            .connected
+            .get_or_create(&IdentityLabels {
+                identity: module.to_string(),
+            })
+            .get()
+            == 1;
         self.metrics
             .connected
             .get_or_create(&IdentityLabels {
                 identity: module.to_string(),
             })
             .set(i64::from(up));
-        if module == identities::EDGE_AGENT {
+        if module == identities::EDGE_AGENT && up != was_up {
             if up {
                 self.events
                     .normal("Connected", "Connect", "connected to the hub".into());

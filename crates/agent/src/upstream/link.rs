@@ -327,7 +327,8 @@ async fn run(
         }
         link.connected.send_replace(false);
         link.fail_in_flight();
-        if was_connected {
+        // A token renewal reconnects at once; it is not a lost connection.
+        if was_connected && !matches!(ended, Ended::Renew) {
             let _ = events
                 .send(LinkEvent::Disconnected(link.module_id().to_string()))
                 .await;

@@ -442,6 +442,7 @@ pub struct AgentOptions {
     pub proxy_image: Option<String>,
     pub gateway_host_name: Option<String>,
     pub edgehub_names: Vec<String>,
+    pub certificates: Option<CertificateSettings>,
 }
 
 impl Default for AgentOptions {
@@ -450,6 +451,7 @@ impl Default for AgentOptions {
             proxy_image: Some("example.com/ironedge:test".into()),
             gateway_host_name: None,
             edgehub_names: Vec::new(),
+            certificates: None,
         }
     }
 }
@@ -491,7 +493,7 @@ impl RunningAgent {
             workload: workload_settings,
             certificates: CertificateSettings {
                 edgehub_names: options.edgehub_names,
-                ..CertificateSettings::default()
+                ..options.certificates.unwrap_or_default()
             },
             gateway_host_name: options.gateway_host_name,
             timing: Timing {

@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod certificates;
 mod common;
 mod deployment;
 mod invalid;
