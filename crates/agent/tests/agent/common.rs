@@ -148,6 +148,15 @@ impl TestNamespace {
         }
         let api: Api<Namespace> = Api::all(self.client.clone());
         let _ = api.delete(&self.name, &DeleteParams::background()).await;
+        // The agent's one cluster-scoped object, if a test installed its RBAC here.
+        let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
+            Api::all(self.client.clone());
+        let name = format!(
+            "{}:{}:auth-delegator",
+            ironedge_agent::rbac::DEFAULT_NAME,
+            self.name
+        );
+        let _ = bindings.delete(&name, &DeleteParams::default()).await;
     }
 }
 
@@ -781,13 +790,24 @@ pub async fn unix_http(
     uri: &str,
     body: Option<&Value>,
 ) -> (u16, Value) {
+    unix_http_with(socket, method, uri, body, "").await
+}
+
+/// [`unix_http`] with extra header lines (`"Name: value\r\n"`).
+pub async fn unix_http_with(
+    socket: &Path,
+    method: &str,
+    uri: &str,
+    body: Option<&Value>,
+    headers: &str,
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::UnixStream::connect(socket)
         .await
         .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
-        "{method} {uri} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {uri} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();

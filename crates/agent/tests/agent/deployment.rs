@@ -186,6 +186,27 @@ async fn modules_set_through_the_hub_appear_in_the_cluster_and_follow_changes_an
     .await;
     let eds: Api<EdgeDeployment> = ns.api();
     assert_eq!(eds.list(&Default::default()).await.unwrap().items.len(), 1);
+    let events: Api<k8s_openapi::api::core::v1::Event> = ns.api();
+    eventually(
+        "a DeploymentApplied event on the EdgeDeployment",
+        TIMEOUT,
+        || {
+            let events = events.clone();
+            async move {
+                events
+                    .list(&Default::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .find(|e| {
+                        e.reason.as_deref() == Some("DeploymentApplied")
+                            && e.involved_object.kind.as_deref() == Some("EdgeDeployment")
+                    })
+            }
+        },
+    )
+    .await;
     let metrics = agent.metrics_text().await;
     assert!(
         metrics.contains("ironedge_agent_upstream_connected{identity=\"$edgeAgent\"} 1"),

@@ -90,9 +90,25 @@ async fn a_module_signs_only_as_itself_and_other_modules_namespaces_or_missing_t
             .contains("BEGIN CERTIFICATE")
     );
 
-    // Alpha's credentials are refused for beta.
+    // Alpha's credentials are refused for beta, even when alpha's module sends beta's token
+    // itself (the sidecar replaces whatever Authorization the module sends).
     let (status, _) = sign(&alpha, "beta", &beta_gen, b"x").await;
     assert_eq!(status, 403, "alpha may not sign as beta");
+    let beta_pod = module_pod(&admin, &ns.name, "beta").await;
+    let beta_token =
+        service_account_token(&admin, &ns.name, "beta", Some(AUDIENCE), Some(&beta_pod)).await;
+    let (status, _) = unix_http_with(
+        &alpha.socket(),
+        "POST",
+        &format!("/modules/beta/genid/{beta_gen}/sign?api-version=2019-01-30"),
+        Some(&json!({"keyId": "primary", "algo": "HMACSHA256", "data": "eA=="})),
+        &format!("Authorization: Bearer {beta_token}\r\n"),
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "a module cannot choose the token the sidecar sends"
+    );
     // Nor may alpha get a server certificate for the edge hub's names.
     let (status, body) = unix_http(
         &alpha.socket(),
