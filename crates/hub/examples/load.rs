@@ -3,6 +3,9 @@
 //! ```sh
 //! ulimit -n 65536   # or at least 2 × --connections + 100 (hub and clients are separate processes)
 //! cargo run --release -p ironedge-hub --example load -- --connections 10000
+//! # only figure 1, with the hub under a heap profiler:
+//! IRONEDGE_LOAD_HUB_WRAPPER="heaptrack -o /tmp/hub" \
+//!   cargo run --release -p ironedge-hub --example load -- --connections 2000 --idle-only
 //! ```
 //!
 //! The hub runs in a child process (this binary re-executed with `serve-hub`), so its memory is
@@ -40,6 +43,7 @@ const HUB_NAME: &str = "loadhub.ironedge.local";
 
 struct Args {
     connections: usize,
+    idle_only: bool,
     ingest_secs: u64,
     latency_samples: usize,
     ip: IpAddr,
@@ -48,6 +52,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut a = Args {
         connections: 10_000,
+        idle_only: false,
         ingest_secs: 10,
         latency_samples: 500,
         ip: "127.0.79.1".parse().unwrap(),
@@ -56,6 +61,11 @@ fn parse_args() -> Args {
     let mut i = 0;
     while i < argv.len() {
         let v = argv.get(i + 1).cloned().unwrap_or_default();
+        if argv[i] == "--idle-only" {
+            a.idle_only = true;
+            i += 1;
+            continue;
+        }
         match argv[i].as_str() {
             "--connections" => a.connections = v.parse().expect("--connections N"),
             "--ingest-secs" => a.ingest_secs = v.parse().expect("--ingest-secs N"),
@@ -138,7 +148,7 @@ async fn serve_hub(dir: PathBuf, ip: IpAddr, devices: usize) {
         },
     };
     let started = ironedge_hub::server::start(settings).await.unwrap();
-    println!("ready");
+    println!("ready {}", std::process::id());
     let mut line = String::new();
     let _ = tokio::io::BufReader::new(tokio::io::stdin())
         .read_line(&mut line)
@@ -382,7 +392,18 @@ async fn drive(args: Args) {
         "creating {devices} devices and starting the hub on {} …",
         args.ip
     );
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+    // A profiler can wrap the hub process, e.g. IRONEDGE_LOAD_HUB_WRAPPER="heaptrack -o /tmp/hub".
+    let wrapper: Vec<String> = std::env::var("IRONEDGE_LOAD_HUB_WRAPPER")
+        .map(|w| w.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    let (program, wrapper_args) = match wrapper.split_first() {
+        Some((p, rest)) => (p.clone(), [rest, &[exe]].concat()),
+        None => (exe, Vec::new()),
+    };
+    let pid_of_hub = !wrapper.is_empty();
+    let mut child = tokio::process::Command::new(program)
+        .args(wrapper_args)
         .args([
             "serve-hub",
             &dir.path().display().to_string(),
@@ -394,10 +415,13 @@ async fn drive(args: Args) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let pid = child.id().unwrap();
+    let mut pid = child.id().unwrap();
     let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     while let Some(line) = out.next_line().await.unwrap() {
-        if line == "ready" {
+        if let Some(p) = line.strip_prefix("ready ") {
+            if pid_of_hub {
+                pid = p.parse().unwrap();
+            }
             break;
         }
     }
@@ -430,6 +454,11 @@ async fn drive(args: Args) {
         per / 1024.0
     );
     disconnect_all(held).await;
+    if args.idle_only {
+        drop(child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+        return;
+    }
     for n in [100, 1000] {
         let (rate, count) = ingest(args.ip, &tls, n, args.ingest_secs).await;
         println!(
