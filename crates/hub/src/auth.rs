@@ -353,6 +353,27 @@ mod tests {
     }
 
     #[test]
+    fn policy_token_for_the_hub_name_on_a_port_picked_at_bind_time_authenticates() {
+        let p = policy("iothubowner", &Right::ALL);
+        let a = Authenticator::new(&["localhost".into()]);
+        for host in ["localhost", "localhost:41234"] {
+            let t = SasToken::build(host, &key(&p.primary_key), NOW + 60, Some("iothubowner"));
+            let who = a.authenticate_rest(
+                Some(&t.to_string()),
+                std::slice::from_ref(&p),
+                |_| None,
+                NOW,
+            );
+            assert!(who.is_ok(), "{host}: {who:?}");
+        }
+        let t = SasToken::build("otherhost:41234", &key(&p.primary_key), NOW + 60, None);
+        assert!(
+            a.authenticate_rest(Some(&t.to_string()), &[p], |_| None, NOW)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn expired_and_wrongly_signed_policy_tokens_are_refused() {
         let p = policy("service", &[Right::ServiceConnect]);
         let expired = SasToken::build(

@@ -96,6 +96,77 @@ async fn service_sdk_manages_identities_twins_configurations_and_queries() {
     hub.stop().await;
 }
 
+const SERVICE_SDK_GET_CREATE: &str = r#"
+import base64, json, os
+from azure.iot.hub import IoTHubRegistryManager
+key = lambda: base64.b64encode(os.urandom(32)).decode()
+rm = IoTHubRegistryManager.from_connection_string(os.environ["SERVICE_CS"])
+seen = rm.get_device("client-dev").device_id
+rm.create_device_with_sas("sdk-dev", key(), key(), "enabled")
+print(json.dumps({"seen": seen, "created": rm.get_device("sdk-dev").device_id}))
+"#;
+
+/// `ironedge hub --rest-addr …:0` names itself without a port and learns the port at bind time;
+/// the owner connection string it writes carries `HostName={name}:{bound port}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_connection_string_with_the_port_picked_at_bind_time_works_for_client_and_sdk() {
+    use ironedge_hub::HubSettings;
+    use ironedge_hub::server::{ServerSettings, TlsSource, start};
+    let dir = tempfile::tempdir().unwrap();
+    let ip: std::net::IpAddr = "127.0.77.9".parse().unwrap();
+    let started = start(ServerSettings {
+        database: dir.path().join("hub.db"),
+        rest_addr: std::net::SocketAddr::new(ip, 0),
+        mqtt_addr: std::net::SocketAddr::new(ip, 0),
+        websocket_addr: None,
+        tls: TlsSource::DevCa {
+            dir: dir.path().join("tls"),
+            names: vec![ip.to_string()],
+        },
+        hub: HubSettings {
+            hub_names: vec![ip.to_string()],
+            ..HubSettings::default()
+        },
+    })
+    .await
+    .unwrap();
+    let host = format!("{ip}:{}", started.rest_addr.port());
+    let cs = started.hub.owner_connection_string(&host).unwrap();
+    let ca_path = dir.path().join("tls/ca.pem");
+    let ca = std::fs::read_to_string(&ca_path).unwrap();
+    let client = ironedge_hub::client::HubClient::new(&cs, None, &ca).unwrap();
+    let body = json!({"deviceId": "client-dev",
+                      "authentication": {"type": "sas", "symmetricKey": {"primaryKey": new_key(), "secondaryKey": new_key()}}});
+    client
+        .put("/devices/client-dev", &body, false)
+        .await
+        .expect("the written connection string authenticates the hub client");
+
+    let out = tokio::process::Command::new(common::python())
+        .args(["-c", SERVICE_SDK_GET_CREATE])
+        .env("SERVICE_CS", &cs)
+        .env("REQUESTS_CA_BUNDLE", &ca_path)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), out)
+        .await
+        .expect("the SDK script finishes within 120 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "azure-iot-hub with {host}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result, json!({"seen": "client-dev", "created": "sdk-dev"}));
+    assert_eq!(
+        client.get("/devices/sdk-dev").await.unwrap()["deviceId"],
+        "sdk-dev"
+    );
+    started.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_mqtt_clients_get_connack_4_or_5_and_cannot_use_other_devices_topics() {
     let dir = tempfile::tempdir().unwrap();

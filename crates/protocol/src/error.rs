@@ -46,7 +46,9 @@ pub enum SasError {
         now: u64,
     },
     /// The host in `sr` is none of the hub's names.
-    #[error("SAS token is for host \"{host}\", which is not this hub ({accepted})")]
+    #[error(
+        "SAS token is for host \"{host}\", which is not this hub (accepted, with any port: {accepted})"
+    )]
     WrongHost {
         /// Host found in the token.
         host: String,

@@ -169,7 +169,11 @@ impl fmt::Debug for SasToken {
     }
 }
 
-/// Checks tokens for one hub: its accepted names (aliases, `host:port`) and clock skew.
+/// Checks tokens for one hub: its accepted names (aliases) and clock skew.
+///
+/// Ports never matter: SDKs put the connection string's `HostName` into `sr` as given, so a
+/// hub reached as `localhost:8443` (or on a port picked at bind time) sees `localhost:8443`
+/// while Azure-style clients send the bare name. The key proves the hub; the port does not.
 #[derive(Clone, Debug)]
 pub struct SasVerifier {
     hub_names: Vec<String>,
@@ -190,16 +194,19 @@ pub struct VerifiedToken {
 }
 
 impl SasVerifier {
-    /// A verifier accepting tokens whose host is any of `hub_names` (case-insensitive).
+    /// A verifier accepting tokens whose host is any of `hub_names` (case-insensitive), with
+    /// or without any port (`hub`, `hub:8443` and `hub:1234` are the same hub).
     pub fn new<I, S>(hub_names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let hub_names = hub_names
+        let mut hub_names: Vec<String> = hub_names
             .into_iter()
-            .map(|s| s.into().to_ascii_lowercase())
+            .map(|s| without_port(&s.into().to_ascii_lowercase()).to_owned())
             .collect();
+        hub_names.sort();
+        hub_names.dedup();
         Self {
             hub_names,
             skew_secs: 0,
@@ -244,7 +251,7 @@ impl SasVerifier {
         let decoded = token.resource().to_ascii_lowercase();
         let mut segments = decoded.trim_end_matches('/').split('/');
         let host = segments.next().unwrap_or_default();
-        if !self.hub_names.iter().any(|h| h == host) {
+        if !self.hub_names.iter().any(|h| h == without_port(host)) {
             return Err(SasError::WrongHost {
                 host: host.to_owned(),
                 accepted: self.hub_names.join(", "),
@@ -266,6 +273,16 @@ impl SasVerifier {
         }
         Ok(scope)
     }
+}
+
+/// `host` without a trailing `:port` (`[::1]:8443` → `[::1]`; a bare IPv6 address is kept).
+fn without_port(host: &str) -> &str {
+    let Some((name, port)) = host.rsplit_once(':') else {
+        return host;
+    };
+    let is_port = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    let bare_ipv6 = !name.starts_with('[') && name.contains(':');
+    if is_port && !bare_ipv6 { name } else { host }
 }
 
 #[cfg(test)]
@@ -442,6 +459,42 @@ mod tests {
             .unwrap();
         assert_eq!(v.key_name.as_deref(), Some("iothubowner"));
         assert!(v.scope.is_empty());
+    }
+
+    #[test]
+    fn host_is_accepted_with_or_without_any_port() {
+        // `ironedge hub --rest-addr 127.0.0.1:0` learns its port only after binding, and writes
+        // `HostName=localhost:{port}`; the Python service SDK signs exactly that.
+        let names = SasVerifier::new(["localhost", "hub.example.com:8443", "[::1]:8443"]);
+        for host in [
+            "localhost",
+            "localhost:41234",
+            "LOCALHOST:8443",
+            "hub.example.com",
+            "hub.example.com:8443",
+            "hub.example.com:9000",
+            "[::1]",
+            "[::1]:5000",
+        ] {
+            let t = SasToken::build(host, &key(), 2_000_000_000, Some("iothubowner"));
+            assert!(names.verify(&t, "", [&key()], 0).is_ok(), "{host}");
+        }
+        for host in [
+            "localhost:",
+            "localhost:https",
+            "localhost.evil",
+            "otherhub:8443",
+            "::1",
+        ] {
+            let t = SasToken::build(host, &key(), 2_000_000_000, Some("iothubowner"));
+            assert!(
+                matches!(
+                    names.verify(&t, "", [&key()], 0),
+                    Err(SasError::WrongHost { .. })
+                ),
+                "{host}"
+            );
+        }
     }
 
     #[test]
