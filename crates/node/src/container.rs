@@ -132,6 +132,7 @@ pub async fn prepare(
         .zip(gid)
         .and_then(|(u, g)| Some((u32::try_from(u).ok()?, u32::try_from(g).ok()?)))
         .filter(|(u, _)| *u != 0);
+    let groups = pod_security.map(supplementary_groups).unwrap_or_default();
     let hostname = sandbox.netns.is_some().then(|| {
         spec.hostname
             .clone()
@@ -150,9 +151,25 @@ pub async fn prepare(
             netns: sandbox.netns_path(),
             hostname,
             user,
+            groups,
         },
         program,
     ))
+}
+
+/// The groups kubelet adds to every container process: `fsGroup`, then `supplementalGroups`.
+fn supplementary_groups(security: &k8s_openapi::api::core::v1::PodSecurityContext) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    let ids = security
+        .fs_group
+        .iter()
+        .chain(security.supplemental_groups.iter().flatten());
+    for id in ids.filter_map(|g| u32::try_from(*g).ok()) {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
 }
 
 fn bad_mount(path: &str, e: std::io::Error) -> ConfigError {

@@ -172,6 +172,7 @@ async fn run_with_network(
         paths: Mutex::new(Some(paths)),
         settings,
     });
+    let provisioner = tokio::spawn(crate::provisioner::run(ctx.clone(), tasks.clone()));
     // Pods start with the Service table loaded (their service variables are read once).
     let mut ready = services_rx.clone();
     let _ = ready.wait_for(|s| !s.services.is_empty()).await;
@@ -187,6 +188,7 @@ async fn run_with_network(
     tasks.cancel();
     let _ = heartbeat.await;
     let _ = services_task.await;
+    let _ = provisioner.await;
     if let Some(paths) = ctx
         .paths
         .lock()

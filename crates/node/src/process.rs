@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 const LAUNCHER: &str = r#"set -e
 m="$1"; shift
 user=""
+groups=""
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --) shift; break ;;
@@ -28,10 +29,13 @@ while [ "$#" -gt 0 ]; do
     hostname) printf '%s' "$2" > /proc/sys/kernel/hostname; shift 2 ;;
     cd) cd "$2"; shift 2 ;;
     user) user="$2"; group="$3"; shift 3 ;;
+    groups) groups="$2"; shift 2 ;;
     *) echo "ironedge node: unknown launch directive $1" >&2; exit 127 ;;
   esac
 done
-if [ -n "$user" ]; then
+if [ -n "$user" ] && [ -n "$groups" ]; then
+  exec setpriv --reuid "$user" --regid "$group" --groups "$groups" -- "$@"
+elif [ -n "$user" ]; then
   exec setpriv --reuid "$user" --regid "$group" --clear-groups -- "$@"
 fi
 exec "$@"
@@ -68,6 +72,8 @@ pub struct LaunchSpec {
     pub hostname: Option<String>,
     /// `(uid, gid)` to run as.
     pub user: Option<(u32, u32)>,
+    /// Supplementary groups with `user` (the pod's `fsGroup` and `supplementalGroups`).
+    pub groups: Vec<u32>,
 }
 
 /// The host tools containers are started with.
@@ -151,6 +157,10 @@ pub fn command_line(tools: &Tools, spec: &LaunchSpec) -> Vec<String> {
     }
     if let Some((uid, gid)) = spec.user {
         out.extend(["user".into(), uid.to_string(), gid.to_string()]);
+        if !spec.groups.is_empty() {
+            let groups: Vec<String> = spec.groups.iter().map(u32::to_string).collect();
+            out.extend(["groups".into(), groups.join(",")]);
+        }
     }
     out.push("--".into());
     out.extend(spec.argv.iter().cloned());
@@ -279,6 +289,7 @@ mod tests {
             netns: Some("/run/netns/ie-x".into()),
             hostname: Some("pod-1".into()),
             user: Some((1000, 1000)),
+            groups: Vec::new(),
         };
         let line = command_line(&tools(), &spec);
         assert_eq!(
@@ -322,6 +333,7 @@ mod tests {
             netns: None,
             hostname: None,
             user: None,
+            groups: Vec::new(),
         };
         let line = command_line(&tools(), &spec);
         assert_eq!(line[0], "/usr/bin/unshare");
@@ -343,6 +355,7 @@ mod tests {
             netns: None,
             hostname: None,
             user: None,
+            groups: Vec::new(),
         };
         let (mut p, mut pipes) = ContainerProcess::spawn(&tools, &spec).unwrap();
         let mut out = String::new();

@@ -3,7 +3,7 @@
 //! its loopback. Created before the first container starts, updated when Services change, and
 //! torn down when the pod stops.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +18,8 @@ use crate::error::{ConfigError, Error, Result};
 use crate::hosts::{HostsInputs, pad_to, render_hosts, render_resolv_conf};
 use crate::network::{apply_rules, netns_path};
 use crate::nft::render_ruleset;
+use crate::ownership::{fs_group, set_volume_ownership};
+use crate::provisioner::claim_path;
 use crate::proxy::{bind_in_netns, forward};
 use crate::settings::HOST_ALIAS;
 use crate::volumes::{VolumeSource, token_sources, volume_source, write_atomically};
@@ -42,6 +44,8 @@ pub struct Sandbox {
     forwarders: CancellationToken,
     rules: String,
     hosts: String,
+    /// Writable volumes already given the pod's `fsGroup` (kubelet does it once per mount).
+    owned: BTreeSet<String>,
 }
 
 /// Where a volume lives on the host.
@@ -106,6 +110,7 @@ impl Sandbox {
             forwarders: CancellationToken::new(),
             rules,
             hosts: String::new(),
+            owned: BTreeSet::new(),
         };
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let resolv = render_resolv_conf(&ns, &ctx.settings.cluster_domain);
@@ -235,11 +240,7 @@ impl Sandbox {
                     }
                     (path, false)
                 }
-                VolumeSource::Claim(claim) => {
-                    let path = ctx.settings.state_dir.join("claims").join(&ns).join(claim);
-                    std::fs::create_dir_all(&path).map_err(|e| io(&path, Error::io(&path)(e)))?;
-                    (path, false)
-                }
+                VolumeSource::Claim(claim) => (claim_path(ctx, &ns, &claim).await?, false),
                 VolumeSource::HostPath { path, create_dir } => {
                     if let Some(dir) = create_dir {
                         ctx.ensure_path(&path, dir)
@@ -248,6 +249,14 @@ impl Sandbox {
                     (path, false)
                 }
             };
+            if let Some(group) = fs_group(pod) {
+                let writable_first_time = !generated && self.owned.insert(v.name.clone());
+                let host_path = v.host_path.is_some();
+                if (generated || writable_first_time) && !host_path {
+                    set_volume_ownership(&path, group, generated)
+                        .map_err(|e| io(&path, Error::io(&path)(e)))?;
+                }
+            }
             self.volumes
                 .insert(v.name.clone(), VolumePath { path, generated });
         }

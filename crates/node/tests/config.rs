@@ -174,3 +174,97 @@ async fn in_cluster_config_reaches_the_api_server_and_projected_tokens_carry_the
     node.stop().await;
     delete_namespace(&client, &ns).await;
 }
+
+/// The node provisions a claim like local-path-provisioner: a directory and a `local`
+/// PersistentVolume bound by the controller manager; a non-root pod with `fsGroup` writes the
+/// claim and its emptyDir; deleting the claim deletes the volume and its directory.
+#[tokio::test]
+async fn claims_are_provisioned_bound_writable_with_fs_group_and_deleted_with_the_claim() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use std::os::unix::fs::MetadataExt;
+    let client = client().await;
+    let ns = namespace(&client, "node-pvc").await;
+    let node = start_node(&client, &[&ns]).await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let claim = json!({"metadata": {"name": "store"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Mi"}}}});
+    let created = claims
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(claim).unwrap(),
+        )
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    let bound = eventually("the claim to be Bound", TIMEOUT, || {
+        let claims = claims.clone();
+        async move {
+            let c = claims.get("store").await.ok()?;
+            (c.status.as_ref()?.phase.as_deref() == Some("Bound")).then_some(c)
+        }
+    })
+    .await;
+    let volume = bound.spec.unwrap().volume_name.unwrap();
+    assert_eq!(volume, format!("pvc-{uid}"));
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let pv = volumes.get(&volume).await.unwrap();
+    let spec = pv.spec.clone().unwrap();
+    assert_eq!(
+        spec.persistent_volume_reclaim_policy.as_deref(),
+        Some("Delete")
+    );
+    assert_eq!(spec.capacity.unwrap()["storage"].0, "5Mi");
+    let dir = std::path::PathBuf::from(spec.local.unwrap().path);
+    assert!(
+        dir.starts_with(node.state_dir.as_ref().unwrap().path()),
+        "{dir:?} is in the node's state dir"
+    );
+
+    let pod = json!({
+        "metadata": {"name": "writer"},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsUser": 1234, "runAsGroup": 1234, "fsGroup": 4321},
+            "volumes": [{"name": "store", "persistentVolumeClaim": {"claimName": "store"}},
+                        {"name": "scratch", "emptyDir": {}}],
+            "containers": [{
+                "name": "main", "image": "busybox",
+                "command": ["/bin/sh", "-c",
+                    "echo UID=$(id -u) GROUPS=$(id -G); echo a > /store/f && echo b > /scratch/f && echo WROTE; echo GID=$(stat -c %g /store/f)"],
+                "volumeMounts": [{"name": "store", "mountPath": "/store"},
+                                 {"name": "scratch", "mountPath": "/scratch"}]
+            }]
+        }
+    });
+    create_pod(&client, &ns, pod).await;
+    wait_pod(&client, &ns, "writer", "Succeeded", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await;
+    let log = wait_log(&client, &ns, "writer", "WROTE").await;
+    assert!(log.contains("UID=1234"), "{log}");
+    assert!(
+        log.contains("4321"),
+        "fsGroup is a supplementary group: {log}"
+    );
+    assert!(
+        log.contains("GID=4321"),
+        "new files inherit the group: {log}"
+    );
+    let written = dir.join("f");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "a\n");
+    assert_eq!(std::fs::metadata(&written).unwrap().gid(), 4321);
+
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    pods.delete("writer", &Default::default()).await.unwrap();
+    claims.delete("store", &Default::default()).await.unwrap();
+    eventually("the released volume to be deleted", TIMEOUT, || {
+        let volumes = volumes.clone();
+        let volume = volume.clone();
+        async move { volumes.get_opt(&volume).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(!dir.exists(), "the volume's directory is removed");
+    node.stop().await;
+    delete_namespace(&client, &ns).await;
+}
