@@ -1,11 +1,14 @@
 //! Wires one device's agent together and runs it until shutdown:
 //!
-//! 1. module identities: load the keys held in Secrets; make sure `$edgeAgent` and `$edgeHub`
-//!    have identities with our keys (waiting for the hub only if no keys are held);
-//! 2. the edge CA, trust bundle and server certificates, with a rotation loop;
-//! 3. the workload API over TLS with TokenReview caller authentication;
-//! 4. the controller in per-namespace mode, and `/healthz`, `/readyz`, `/metrics`;
-//! 5. the MQTT links as `$edgeAgent` and `$edgeHub`, the sync loop (cloud → cluster) and the
+//! 1. module identities: load the keys held in Secrets;
+//! 2. the controller in per-namespace mode, and `/healthz`, `/readyz`, `/metrics`: they need
+//!    nothing from the cloud, so a device that starts offline is healthy and keeps reconciling
+//!    the EdgeDeployment it has;
+//! 3. the edge CA, trust bundle and server certificates, with a rotation loop;
+//! 4. the workload API over TLS with TokenReview caller authentication (with the keys held);
+//! 5. make sure `$edgeAgent` and `$edgeHub` have identities with our keys (waiting for the hub
+//!    only if no keys are held);
+//! 6. the MQTT links as `$edgeAgent` and `$edgeHub`, the sync loop (cloud → cluster) and the
 //!    reporter (cluster → cloud).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,8 +92,20 @@ pub async fn run(
     ));
     let held = identities.load().await?;
     tracing::info!(held, "module identities loaded from Secrets");
-    if !system_identities(&identities, &settings, &shutdown).await {
-        return Ok(());
+
+    let controller = if settings.run_controller {
+        Some(start_controller(&client, &settings, &shutdown))
+    } else {
+        None
+    };
+    if let Some(ops) = listeners.ops {
+        let app = server::app(metrics.clone(), controller.clone(), readiness.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server::serve(ops, app, stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "operations endpoint failed");
+            }
+        });
     }
 
     let cluster = Cluster::new(
@@ -149,19 +164,8 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let controller = if settings.run_controller {
-        Some(start_controller(&client, &settings, &shutdown))
-    } else {
-        None
-    };
-    if let Some(ops) = listeners.ops {
-        let app = server::app(metrics.clone(), controller.clone(), readiness.clone());
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = server::serve(ops, app, stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "operations endpoint failed");
-            }
-        });
+    if !system_identities(&identities, &settings, &shutdown).await {
+        return Ok(());
     }
 
     let (link_events, link_rx) = mpsc::channel(64);

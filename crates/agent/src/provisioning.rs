@@ -64,23 +64,34 @@ impl DeviceCredentials {
         })
     }
 
-    /// Reads the connection string from `key` of Secret `name` in `namespace`.
+    /// Reads the connection string from `key` of Secret `name` in the namespace of `api`.
     pub async fn from_secret(api: &Api<Secret>, name: &str, key: &str) -> Result<Self> {
-        let secret = api.get(name).await?;
+        let how = format!(
+            "create it with `kubectl create secret generic {name} --from-literal={key}=\"HostName=…;DeviceId=…;SharedAccessKey=…\"`"
+        );
+        let secret = match api.get(name).await {
+            Ok(secret) => secret,
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(Error::Provisioning(format!(
+                    "Secret {name:?} with the device connection string does not exist in the \
+                     agent's namespace; {how}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let bytes = secret
             .data
             .as_ref()
             .and_then(|d| d.get(key))
             .map(|b| b.0.clone())
-            .ok_or_else(|| Error::Stored {
-                kind: "Secret",
-                name: name.to_string(),
-                reason: format!("it has no key {key:?} with the device connection string"),
+            .ok_or_else(|| {
+                Error::Provisioning(format!(
+                    "Secret {name:?} has no key {key:?} with the device connection string; {how} \
+                     (or name its key with --connection-string-key)"
+                ))
             })?;
-        let text = String::from_utf8(bytes).map_err(|_| Error::Stored {
-            kind: "Secret",
-            name: name.to_string(),
-            reason: format!("{key:?} is not UTF-8 text"),
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Error::Provisioning(format!("Secret {name:?}: {key:?} is not UTF-8 text; {how}"))
         })?;
         Self::from_connection_string(&text)
     }

@@ -28,7 +28,11 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 /// The agent's namespaced rules: the controller's, plus EdgeDeployments, Secrets (keys, CA,
 /// pull credentials), ConfigMaps (trust bundle), deleting pods (RestartModule) and pod logs.
 pub fn rules() -> Vec<PolicyRule> {
-    let mut rules = ironedge_controller::rbac::rules();
+    // The controller only reads EdgeDeployments; the agent writes them (rule below).
+    let mut rules: Vec<PolicyRule> = ironedge_controller::rbac::rules()
+        .into_iter()
+        .filter(|r| r.resources.as_deref() != Some(&["edgedeployments".to_string()][..]))
+        .collect();
     rules.extend([
         rule("ironedge.io", &["edgedeployments"], WRITE),
         rule("", &["secrets", "configmaps"], WRITE),
@@ -135,5 +139,10 @@ mod tests {
             ]
         );
         assert!(yaml.contains("system:auth-delegator"));
+        let ed_rules = rules()
+            .into_iter()
+            .filter(|r| r.resources.iter().flatten().any(|x| x == "edgedeployments"))
+            .count();
+        assert_eq!(ed_rules, 1, "one rule for EdgeDeployments");
     }
 }

@@ -452,6 +452,8 @@ pub struct AgentOptions {
     pub gateway_host_name: Option<String>,
     pub edgehub_names: Vec<String>,
     pub certificates: Option<CertificateSettings>,
+    /// Wait until the agent reports ready (false: it starts with the hub unreachable).
+    pub wait_ready: bool,
 }
 
 impl Default for AgentOptions {
@@ -461,6 +463,7 @@ impl Default for AgentOptions {
             gateway_host_name: None,
             edgehub_names: Vec::new(),
             certificates: None,
+            wait_ready: true,
         }
     }
 }
@@ -489,6 +492,7 @@ impl RunningAgent {
         workload_settings.agent_url = format!("https://{workload_addr}");
         workload_settings.server_names = vec!["localhost".into()];
         let device_id = device.device_id.clone();
+        let wait_ready = options.wait_ready;
         let settings = AgentSettings {
             namespace: ns.to_string(),
             hub: HubEndpoints {
@@ -542,13 +546,30 @@ impl RunningAgent {
             shutdown,
             task: Some(task),
         };
-        let readiness = agent.handles.readiness.clone();
+        if wait_ready {
+            agent.wait_ready().await;
+        }
+        agent
+    }
+
+    /// Waits until start-up finished (identities, certificates, controller caches).
+    pub async fn wait_ready(&self) {
+        let readiness = self.handles.readiness.clone();
         eventually("the agent to start", TIMEOUT, || {
             let r = readiness.clone();
             async move { r.is_ready().then_some(()) }
         })
         .await;
-        agent
+    }
+
+    /// The status code and body of `GET {path}` on the operations endpoint, or `None` while it
+    /// does not answer.
+    pub async fn ops_get(&self, path: &str) -> Option<(u16, String)> {
+        let response = reqwest::get(format!("http://{}{path}", self.ops_addr))
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
     }
 
     /// `/metrics` as text.

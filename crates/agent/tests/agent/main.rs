@@ -16,5 +16,6 @@ mod invalid;
 mod isolation;
 mod methods;
 mod offline;
+mod provisioning;
 mod status;
 mod workload;
