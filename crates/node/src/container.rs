@@ -108,7 +108,13 @@ pub async fn prepare(
         })
         .collect();
     let program = argv.first().cloned().unwrap_or_default();
-    let mounts = mounts(ctx, container, sandbox)?;
+    let mut mounts = mounts(ctx, container, sandbox)?;
+    let stage_roots = [
+        ctx.settings.lock_dir.join("stage"),
+        ctx.settings.state_dir.join("stage"),
+    ];
+    let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
+    stage_hidden_sources(&mut mounts, &stage_roots, &pod_uid, &container.name)?;
     let working_dir = container
         .working_dir
         .clone()
@@ -179,6 +185,77 @@ fn bad_mount(path: &str, e: std::io::Error) -> ConfigError {
     }
 }
 
+/// Indexes of the mounts whose source an earlier mount's target hides inside the container.
+fn hidden_sources(mounts: &[Mount]) -> Vec<usize> {
+    (0..mounts.len())
+        .filter(|&i| {
+            mounts[..i]
+                .iter()
+                .any(|m| mounts[i].source.starts_with(&m.target))
+        })
+        .collect()
+}
+
+/// The first staging root no mount target covers.
+fn stage_root<'a>(roots: &'a [PathBuf], mounts: &[Mount]) -> Option<&'a PathBuf> {
+    roots
+        .iter()
+        .find(|r| !mounts.iter().any(|m| r.starts_with(&m.target)))
+}
+
+/// Gives every mount whose source would be hidden a staging mount point
+/// (`<root>/<pod uid>/<container>/<index>`), created empty on the host like its source.
+fn stage_hidden_sources(
+    mounts: &mut [Mount],
+    roots: &[PathBuf],
+    pod_uid: &str,
+    container: &str,
+) -> Result<(), ConfigError> {
+    let hidden = hidden_sources(mounts);
+    if hidden.is_empty() {
+        return Ok(());
+    }
+    let Some(root) = stage_root(roots, mounts) else {
+        let listed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(ConfigError::UnsupportedVolume {
+            name: mounts[hidden[0]].target.display().to_string(),
+            reason: format!(
+                "its source {} is hidden by another of the pod's mounts and so is every staging directory ({}); run the node with a --state-dir outside the paths the pod mounts",
+                mounts[hidden[0]].source.display(),
+                listed.join(", ")
+            ),
+        });
+    };
+    let dir = root.join(pod_uid).join(container);
+    for i in hidden {
+        let stage = dir.join(i.to_string());
+        let m = &mut mounts[i];
+        let made = if m.source.is_dir() {
+            std::fs::create_dir_all(&stage)
+        } else {
+            std::fs::create_dir_all(&dir).and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&stage)
+                    .map(drop)
+            })
+        };
+        made.map_err(|e| bad_mount(&stage.display().to_string(), e))?;
+        m.stage = Some(stage);
+    }
+    Ok(())
+}
+
+/// The staging directories of a pod, removed with its sandbox.
+pub fn stage_dirs(ctx: &NodeContext, pod_uid: &str) -> [PathBuf; 2] {
+    [
+        ctx.settings.lock_dir.join("stage").join(pod_uid),
+        ctx.settings.state_dir.join("stage").join(pod_uid),
+    ]
+}
+
 /// Where a path inside the container lives on the host, given the mounts before it.
 fn host_path_of(target: &Path, mounts: &[Mount]) -> PathBuf {
     mounts
@@ -204,11 +281,13 @@ fn mounts(
             source: sandbox.hosts_file.clone(),
             target: "/etc/hosts".into(),
             read_only: true,
+            stage: None,
         });
         out.push(Mount {
             source: sandbox.resolv_file.clone(),
             target: "/etc/resolv.conf".into(),
             read_only: true,
+            stage: None,
         });
     }
     let mut vms = container.volume_mounts.clone().unwrap_or_default();
@@ -242,6 +321,7 @@ fn mounts(
             source,
             target,
             read_only: vm.read_only.unwrap_or(false) || volume.generated,
+            stage: None,
         });
     }
     Ok(out)
@@ -520,12 +600,61 @@ async fn wait_or_stop(stop: &mut StopSignal, delay: Duration) -> bool {
 mod tests {
     use super::*;
 
+    fn mount(source: &str, target: &str) -> Mount {
+        Mount {
+            source: source.into(),
+            target: target.into(),
+            read_only: false,
+            stage: None,
+        }
+    }
+
+    #[test]
+    fn sources_hidden_by_an_earlier_mount_are_staged_outside_every_target() {
+        let state = tempfile::tempdir().unwrap();
+        let src = |v: &str| {
+            let p = state.path().join(v);
+            std::fs::create_dir_all(&p).unwrap();
+            p.display().to_string()
+        };
+        // As a pod mounting /tmp over a state dir in /tmp would.
+        let tmp_target = state.path().display().to_string();
+        let mut mounts = vec![
+            mount(&src("tmp"), &tmp_target),
+            mount(&src("config"), "/config"),
+            mount("/etc/hostname", "/etc/hostname"),
+        ];
+        assert_eq!(hidden_sources(&mounts), [1]);
+        let stage = tempfile::tempdir().unwrap();
+        let roots = [state.path().join("stage"), stage.path().join("stage")];
+        stage_hidden_sources(&mut mounts, &roots, "uid1", "main").unwrap();
+        let staged = mounts[1].stage.clone().unwrap();
+        assert_eq!(
+            staged,
+            stage.path().join("stage/uid1/main/1"),
+            "first root is hidden"
+        );
+        assert!(staged.is_dir());
+        assert_eq!(mounts[0].stage, None);
+        assert_eq!(mounts[2].stage, None);
+    }
+
+    #[test]
+    fn hidden_sources_without_a_visible_staging_root_are_a_clear_error() {
+        let mut mounts = vec![mount("/x", "/"), mount("/x/a", "/a")];
+        let err = stage_hidden_sources(&mut mounts, &[PathBuf::from("/run/s")], "u", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--state-dir outside"), "{err}");
+    }
+
     #[test]
     fn nested_mount_points_live_inside_the_outer_volume() {
         let mounts = vec![Mount {
             source: "/state/v/data".into(),
             target: "/data".into(),
             read_only: false,
+            stage: None,
         }];
         assert_eq!(
             host_path_of(Path::new("/data/sub/x"), &mounts),

@@ -26,6 +26,8 @@ while [ "$#" -gt 0 ]; do
     --) shift; break ;;
     bind) "$m" --bind "$2" "$3"; shift 3 ;;
     robind) "$m" --bind "$2" "$3"; "$m" -o remount,bind,ro "$3"; shift 3 ;;
+    move) "$m" --move "$2" "$3"; shift 3 ;;
+    romove) "$m" --move "$2" "$3"; "$m" -o remount,bind,ro "$3"; shift 3 ;;
     hostname) printf '%s' "$2" > /proc/sys/kernel/hostname; shift 2 ;;
     cd) cd "$2"; shift 2 ;;
     user) user="$2"; group="$3"; shift 3 ;;
@@ -53,6 +55,10 @@ pub struct Mount {
     pub target: PathBuf,
     /// Read-only.
     pub read_only: bool,
+    /// An empty mount point outside every target: the source is bound there before any other
+    /// mount and moved to `target` in turn, because an earlier mount hides the source's path
+    /// (e.g. the state dir under `/tmp` and an emptyDir at `/tmp`).
+    pub stage: Option<PathBuf>,
 }
 
 /// Everything needed to start one container process.
@@ -146,8 +152,18 @@ pub fn command_line(tools: &Tools, spec: &LaunchSpec) -> Vec<String> {
         s(&tools.mount),
     ]);
     for m in &spec.mounts {
-        let kind = if m.read_only { "robind" } else { "bind" };
-        out.extend([kind.into(), s(&m.source), s(&m.target)]);
+        if let Some(stage) = &m.stage {
+            out.extend(["bind".into(), s(&m.source), s(stage)]);
+        }
+    }
+    for m in &spec.mounts {
+        let (kind, source) = match (&m.stage, m.read_only) {
+            (Some(stage), true) => ("romove", stage),
+            (Some(stage), false) => ("move", stage),
+            (None, true) => ("robind", &m.source),
+            (None, false) => ("bind", &m.source),
+        };
+        out.extend([kind.into(), s(source), s(&m.target)]);
     }
     if let Some(h) = &spec.hostname {
         out.extend(["hostname".into(), h.clone()]);
@@ -285,6 +301,7 @@ mod tests {
                 source: "/s".into(),
                 target: "/etc/hosts".into(),
                 read_only: true,
+                stage: None,
             }],
             netns: Some("/run/netns/ie-x".into()),
             hostname: Some("pod-1".into()),

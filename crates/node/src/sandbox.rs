@@ -271,6 +271,9 @@ impl Sandbox {
             ctx.network.delete_pod(&uid(pod)).await;
             ctx.ips().release(self.ip);
         }
+        for dir in crate::container::stage_dirs(ctx, &uid(pod)) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if let Some(Err(e)) = remove_dir.then(|| std::fs::remove_dir_all(&self.dir)) {
             tracing::debug!(dir = %self.dir.display(), error = %e, "pod directory not removed");
         }

@@ -268,3 +268,53 @@ async fn claims_are_provisioned_bound_writable_with_fs_group_and_deleted_with_th
     node.stop().await;
     delete_namespace(&client, &ns).await;
 }
+
+/// The tests' state dirs are under /tmp: a pod that mounts an emptyDir at /tmp still gets every
+/// other volume (their sources are staged before /tmp is covered).
+#[tokio::test]
+async fn volumes_mount_even_when_the_pod_covers_the_state_dir_with_its_own_mount() {
+    let client = client().await;
+    let ns = namespace(&client, "node-cover").await;
+    let node = start_node(&client, &[&ns]).await;
+    let state = node.state_dir.as_ref().unwrap().path().to_path_buf();
+    let cover = state.parent().unwrap().display().to_string();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm = json!({"metadata": {"name": "cfg"}, "data": {"mode": "covered-but-mounted"}});
+    cms.create(&PostParams::default(), &serde_json::from_value(cm).unwrap())
+        .await
+        .unwrap();
+    let pod = json!({
+        "metadata": {"name": "cover"},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "tmp", "emptyDir": {}},
+                        {"name": "inner", "emptyDir": {}},
+                        {"name": "cfg", "configMap": {"name": "cfg"}}],
+            "containers": [{
+                "name": "main", "image": "busybox",
+                "command": ["/bin/sh", "-c",
+                    "echo MODE=$(cat /config/mode); echo x > $COVER/inner/f && echo INNER=$(cat $COVER/inner/f); echo HOSTS=$(grep -c cover /etc/hosts)"],
+                "env": [{"name": "COVER", "value": cover}],
+                "volumeMounts": [{"name": "tmp", "mountPath": cover},
+                                 {"name": "inner", "mountPath": format!("{cover}/inner")},
+                                 {"name": "cfg", "mountPath": "/config"}]
+            }]
+        }
+    });
+    create_pod(&client, &ns, pod).await;
+    let done = wait_pod(&client, &ns, "cover", "finished", |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await;
+    let log = wait_log(&client, &ns, "cover", "HOSTS=").await;
+    assert_eq!(phase(&done), "Succeeded", "{log}");
+    assert!(log.contains("MODE=covered-but-mounted"), "{log}");
+    assert!(log.contains("INNER=x"), "{log}");
+    assert!(!log.contains("HOSTS=0"), "{log}");
+    assert!(
+        !std::path::Path::new(&cover).join("inner/f").exists(),
+        "the write stayed in the pod's volume"
+    );
+    node.stop().await;
+    delete_namespace(&client, &ns).await;
+}
