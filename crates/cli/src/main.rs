@@ -38,6 +38,10 @@ enum Command {
     WorkloadProxy(commands::workload_proxy::WorkloadProxyArgs),
     /// Run pods as local processes: a development/test-only node for clusters without kubelets.
     Node(Box<commands::node::NodeArgs>),
+    /// Try it: local Kubernetes, hub, node, an edge device and a demo deployment, shown live.
+    Up(Box<commands::up::UpArgs>),
+    /// Stop exactly what `ironedge up` started.
+    Down(commands::down::DownArgs),
     /// Manage device identities on a hub.
     #[command(subcommand)]
     Device(commands::device::DeviceCommand),
@@ -68,6 +72,8 @@ fn main() -> ExitCode {
         Command::Agent(args) => commands::agent::run(*args),
         Command::WorkloadProxy(args) => commands::workload_proxy::run(args),
         Command::Node(args) => commands::node::run(*args),
+        Command::Up(args) => commands::up::run(*args),
+        Command::Down(args) => commands::down::run(args),
         Command::Device(cmd) => commands::device::run(cmd),
         Command::Deploy(cmd) => commands::deploy::run(cmd),
         Command::Deployment(cmd) => commands::deployment::run(cmd),
