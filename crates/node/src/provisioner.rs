@@ -42,8 +42,12 @@ pub fn volume_name(pvc: &PersistentVolumeClaim) -> Option<String> {
 }
 
 /// Whether this node provisions `pvc`: served namespace, Pending and unbound, not being
-/// deleted, a file-system volume, and no storage class other than [`STORAGE_CLASS`].
-pub fn wants_volume(pvc: &PersistentVolumeClaim, serves: impl Fn(&str) -> bool) -> bool {
+/// deleted, a file-system volume, and no storage class or one of `classes`.
+pub fn wants_volume(
+    pvc: &PersistentVolumeClaim,
+    classes: &[String],
+    serves: impl Fn(&str) -> bool,
+) -> bool {
     let spec = pvc.spec.clone().unwrap_or_default();
     let phase = pvc
         .status
@@ -53,7 +57,7 @@ pub fn wants_volume(pvc: &PersistentVolumeClaim, serves: impl Fn(&str) -> bool) 
     let class_ok = spec
         .storage_class_name
         .as_deref()
-        .is_none_or(|c| c.is_empty() || c == STORAGE_CLASS);
+        .is_none_or(|c| c.is_empty() || classes.iter().any(|k| k == c));
     serves(&pvc.namespace().unwrap_or_default())
         && phase == "Pending"
         && spec.volume_name.as_deref().unwrap_or_default().is_empty()
@@ -163,7 +167,7 @@ pub async fn claim_path(ctx: &NodeContext, ns: &str, claim: &str) -> Result<Path
         .filter(|v| !v.is_empty());
     let Some(volume) = volume.filter(|_| bound) else {
         return Err(err(format!(
-            "persistentvolumeclaim {claim:?} is not bound yet (this node provisions claims with no storage class or class {STORAGE_CLASS:?}; others need a PersistentVolume)"
+            "persistentvolumeclaim {claim:?} is not bound yet (this node provisions claims with no storage class or a class given with --storage-class; others need their provisioner or a PersistentVolume)"
         )));
     };
     let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
@@ -206,7 +210,7 @@ pub async fn run(ctx: Arc<NodeContext>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             ev = events.next() => match ev {
                 Some(Ok(Item::Claim(pvc))) => {
-                    if wants_volume(&pvc, |ns| ctx.settings.serves(ns)) {
+                    if wants_volume(&pvc, &ctx.settings.storage_classes, |ns| ctx.settings.serves(ns)) {
                         provision(&ctx, &pvc).await;
                     }
                 }
@@ -298,16 +302,53 @@ async fn provision(ctx: &NodeContext, pvc: &PersistentVolumeClaim) {
     match api.create(&PostParams::default(), &pv).await {
         Ok(_) => {
             tracing::info!(claim = %key, volume = %name, dir = %dir.display(), "provisioned a local volume");
+            let note = format!(
+                "Successfully provisioned volume {name} at {}",
+                dir.display()
+            );
+            claim_event(ctx, pvc, false, "ProvisioningSucceeded", note).await;
         }
         Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(kube::Error::Api(e)) if e.code == 403 => {
-            tracing::warn!(claim = %key, reason = %e.message, "cannot create PersistentVolumes: give the node's kubeconfig create/delete on persistentvolumes, or bind the claim yourself");
-            let _ = std::fs::remove_dir(&dir);
-        }
         Err(e) => {
-            tracing::warn!(claim = %key, error = %e, "creating the PersistentVolume failed; retried on the next change of the claim");
             let _ = std::fs::remove_dir(&dir);
+            let forbidden = matches!(&e, kube::Error::Api(a) if a.code == 403);
+            let hint = if forbidden {
+                "give the node's kubeconfig create/delete on persistentvolumes, or bind the claim to a PersistentVolume yourself"
+            } else {
+                "retried on the next change of the claim"
+            };
+            tracing::warn!(claim = %key, error = %e, hint, "creating the PersistentVolume failed");
+            let note = format!("creating PersistentVolume {name} failed: {e}; {hint}");
+            claim_event(ctx, pvc, true, "ProvisioningFailed", note).await;
         }
+    }
+}
+
+async fn claim_event(
+    ctx: &NodeContext,
+    pvc: &PersistentVolumeClaim,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    use kube::runtime::events::{Event as KubeEvent, EventType};
+    let ev = KubeEvent {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Provisioning".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx
+        .recorder
+        .publish(&ev, &kube::Resource::object_ref(pvc, &()))
+        .await
+    {
+        tracing::debug!(error = %e, reason, "publishing an event failed");
     }
 }
 
@@ -341,5 +382,105 @@ async fn delete_volume(ctx: &NodeContext, pv: &PersistentVolume) {
         Ok(_) => tracing::info!(volume = %name, "deleted a released volume"),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
         Err(e) => tracing::warn!(volume = %name, error = %e, "deleting a released volume failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(spec: serde_json::Value, phase: &str) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": "store", "namespace": "dev1", "uid": "u-1"},
+            "spec": spec,
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_unbound_claims_of_served_namespaces_and_known_classes_are_provisioned() {
+        let classes = vec![STORAGE_CLASS.to_string(), "local-path".to_string()];
+        let serves = |ns: &str| ns == "dev1";
+        let wants = |spec, phase| wants_volume(&claim(spec, phase), &classes, serves);
+        assert!(wants(json!({}), "Pending"));
+        assert!(wants(json!({"storageClassName": ""}), "Pending"));
+        assert!(wants(json!({"storageClassName": "local-path"}), "Pending"));
+        assert!(!wants(json!({"storageClassName": "gp2"}), "Pending"));
+        assert!(!wants(json!({"volumeName": "pv-1"}), "Pending"));
+        assert!(!wants(json!({}), "Bound"));
+        assert!(!wants(json!({"volumeMode": "Block"}), "Pending"));
+        assert!(!wants(
+            json!({"selector": {"matchLabels": {"a": "b"}}}),
+            "Pending"
+        ));
+        assert!(!wants_volume(
+            &claim(json!({}), "Pending"),
+            &classes,
+            |_| false
+        ));
+    }
+
+    #[test]
+    fn the_volume_is_local_pinned_to_the_node_and_pre_bound_to_the_claim() {
+        let pvc = claim(
+            json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}),
+            "Pending",
+        );
+        let pv = persistent_volume(
+            &pvc,
+            "node-a",
+            Path::new("/s/persistent-volumes/pvc-u-1"),
+            "Retain",
+        )
+        .unwrap();
+        assert_eq!(pv.metadata.name.as_deref(), Some("pvc-u-1"));
+        let spec = pv.spec.clone().unwrap();
+        assert_eq!(spec.capacity.unwrap()["storage"].0, "2Gi");
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Retain")
+        );
+        assert_eq!(spec.storage_class_name.as_deref(), Some(""));
+        let claim_ref = spec.claim_ref.unwrap();
+        assert_eq!(
+            (
+                claim_ref.namespace.as_deref(),
+                claim_ref.name.as_deref(),
+                claim_ref.uid.as_deref()
+            ),
+            (Some("dev1"), Some("store"), Some("u-1"))
+        );
+        let term = &spec
+            .node_affinity
+            .unwrap()
+            .required
+            .unwrap()
+            .node_selector_terms[0];
+        assert_eq!(
+            term.match_expressions.as_ref().unwrap()[0].values,
+            Some(vec!["node-a".to_string()])
+        );
+        assert_eq!(
+            host_path(&pv),
+            Some(PathBuf::from("/s/persistent-volumes/pvc-u-1"))
+        );
+    }
+
+    #[test]
+    fn only_released_volumes_of_this_node_with_policy_delete_are_deleted() {
+        let pvc = claim(json!({}), "Pending");
+        let mut pv = persistent_volume(&pvc, "node-a", Path::new("/d"), "Delete").unwrap();
+        assert!(!should_delete(&pv, "node-a"), "not released yet");
+        pv.status = Some(serde_json::from_value(json!({"phase": "Released"})).unwrap());
+        assert!(should_delete(&pv, "node-a"));
+        assert!(!should_delete(&pv, "node-b"));
+        let mut retained = pv.clone();
+        retained
+            .spec
+            .as_mut()
+            .unwrap()
+            .persistent_volume_reclaim_policy = Some("Retain".into());
+        assert!(!should_delete(&retained, "node-a"));
     }
 }

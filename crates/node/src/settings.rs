@@ -50,6 +50,8 @@ pub struct NodeSettings {
     pub labels: BTreeMap<String, String>,
     /// Pod capacity.
     pub max_pods: u32,
+    /// Storage classes whose claims the node provisions, besides claims without a class.
+    pub storage_classes: Vec<String>,
     /// Directory for machine-wide locks (pod network allocation, running nodes).
     pub lock_dir: PathBuf,
     /// Directory of the machine-wide registry of created mount points (see [`crate::paths`]).
@@ -77,6 +79,7 @@ impl NodeSettings {
             delete_node_on_exit: false,
             labels: BTreeMap::new(),
             max_pods: 110,
+            storage_classes: vec![crate::provisioner::STORAGE_CLASS.to_string()],
             lock_dir: PathBuf::from("/run/ironedge-node"),
             mount_registry: PathBuf::from("/run/ironedge-node"),
         }
