@@ -32,6 +32,9 @@ use crate::error::Error;
 use crate::service::{DeviceLink, identity_key, now_iso};
 use crate::storage::{C2dMessage, TelemetryRecord};
 
+/// The application property IoT Hub adds to a Will turned into telemetry.
+const WILL_PROPERTY: (&str, &str) = ("iothub-MessageType", "Will");
+
 const SUB_TWIN_RES: u8 = 1;
 const SUB_DESIRED: u8 = 2;
 const SUB_METHODS: u8 = 4;
@@ -347,6 +350,31 @@ impl Hooks for DeviceHooks {
             }
             other => Err(format!("clients may not publish on {other}")),
         }
+    }
+
+    /// IoT Hub turns a Will on the identity's own telemetry topic into telemetry carrying
+    /// `iothub-MessageType=Will` (reference §1.2); a Will on any other topic is dropped.
+    fn will(&self, conn: &ConnectionHandle<Identity>, will: Publish, reason: &DisconnectReason) {
+        let identity = conn.identity().clone();
+        let telemetry = match Topic::parse(&will.topic) {
+            Ok(Topic::Telemetry(t)) if t.identity == identity => t,
+            _ => {
+                tracing::info!(%identity, topic = %will.topic, "dropping a Will that is not on the identity's telemetry topic");
+                return;
+            }
+        };
+        let mut message = telemetry.into_message(will.payload);
+        message
+            .properties
+            .push((WILL_PROPERTY.0.to_owned(), WILL_PROPERTY.1.to_owned()));
+        let record = telemetry_record(&identity, message);
+        let hub = self.hub.clone();
+        tracing::info!(%identity, %reason, "publishing the connection's Will as telemetry");
+        tokio::spawn(async move {
+            if let Err(e) = hub.ingest_telemetry(record).await {
+                tracing::warn!(%identity, error = %e, "Will not stored");
+            }
+        });
     }
 
     fn disconnected(&self, conn: &ConnectionHandle<Identity>, reason: &DisconnectReason) {

@@ -1,5 +1,5 @@
 //! Bad input over the wire: malformed MQTT packets and REST bodies get clear errors, never a
-//! panic, and nothing already stored is lost.
+//! panic, and nothing already stored is lost; a lost connection's Will is telemetry only on its own topic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -265,5 +265,118 @@ async fn malformed_mqtt_packets_close_only_that_connection() {
     // The hub still serves REST and stored nothing.
     let page = hub.client().get("/_ext/messages/events").await.unwrap();
     assert_eq!(page["messages"], json!([]));
+    hub.stop().await;
+}
+
+/// CONNECT as `device` over TLS with a Will on `will_topic`; returns the stream after CONNACK 0.
+async fn connect_with_will(
+    hub: &TestHub,
+    device: &str,
+    key: &str,
+    will_topic: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rumqttc::mqttbytes::QoS;
+    use rumqttc::mqttbytes::v4::{Connect, LastWill};
+    let key = ironedge_protocol::SymmetricKey::from_base64(key).unwrap();
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let token = ironedge_protocol::SasToken::build(
+        &format!("{}/devices/{device}", common::HUB_NAME),
+        &key,
+        expiry,
+        None,
+    );
+    let mut c = Connect::new(device);
+    c.clean_session = false;
+    c.keep_alive = 60;
+    c.set_login(
+        format!("{}/{device}/?api-version=2021-04-12", common::HUB_NAME),
+        token.to_string(),
+    );
+    c.last_will = Some(LastWill::new(
+        will_topic,
+        "offline",
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let mut buf = bytes::BytesMut::new();
+    c.write(&mut buf).unwrap();
+    let mut s = tls_stream(hub).await;
+    s.write_all(&buf).await.unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).await.unwrap();
+    // Byte 2 is session-present, which a second connection of the same device has.
+    assert_eq!(
+        [connack[0], connack[1], connack[3]],
+        [0x20, 2, 0],
+        "CONNACK accepted: {connack:?}"
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_connection_publishes_its_will_as_telemetry_only_on_its_own_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = TestHub::start_in(10, dir.path()).await;
+    let c = hub.client();
+    let mut keys = Vec::new();
+    for id in ["will-dev", "polite-dev"] {
+        let key = common::new_key();
+        let body = json!({"deviceId": id, "authentication": {"type": "sas",
+                          "symmetricKey": {"primaryKey": key, "secondaryKey": common::new_key()}}});
+        c.put(&format!("/devices/{id}"), &body, false)
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    // A client that says DISCONNECT does not fire its Will.
+    let mut s = connect_with_will(
+        &hub,
+        "polite-dev",
+        &keys[1],
+        "devices/polite-dev/messages/events/",
+    )
+    .await;
+    s.write_all(&[0xe0, 0]).await.unwrap();
+    assert!(closed_by_server(&mut s).await);
+    common::eventually(20, "polite-dev disconnected", || async {
+        let d = hub.client().get("/devices/polite-dev").await.unwrap();
+        (d["connectionState"] == "Disconnected").then_some(())
+    })
+    .await;
+    // A Will on another device's topic is dropped; one on its own topic becomes telemetry.
+    let s = connect_with_will(
+        &hub,
+        "will-dev",
+        &keys[0],
+        "devices/polite-dev/messages/events/",
+    )
+    .await;
+    drop(s);
+    let s = connect_with_will(
+        &hub,
+        "will-dev",
+        &keys[0],
+        "devices/will-dev/messages/events/a=1",
+    )
+    .await;
+    drop(s);
+
+    let stored = common::eventually(20, "the Will stored as telemetry", || async {
+        let page = hub.client().get("/_ext/messages/events").await.unwrap();
+        let messages = page["messages"].as_array().cloned().unwrap_or_default();
+        (!messages.is_empty()).then_some(messages)
+    })
+    .await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["deviceId"], "will-dev");
+    assert_eq!(
+        stored[0]["properties"],
+        json!({"a": "1", "iothub-MessageType": "Will"})
+    );
+    assert_eq!(stored[0]["bodyBase64"], "b2ZmbGluZQ==");
     hub.stop().await;
 }

@@ -39,15 +39,29 @@ impl Default for MqttConfig {
 }
 
 impl MqttConfig {
-    /// Keepalive timeout for a client keepalive in seconds: 1.5 × keepalive, capped; `None`
-    /// when the client disabled keepalive (0).
-    pub fn keepalive_timeout(&self, keep_alive_secs: u16) -> Option<Duration> {
+    /// Keepalive timeout for a client keepalive in seconds: 1.5 × keepalive, capped.
+    ///
+    /// A client that disables keepalive (0) gets the cap: IoT Hub never keeps a silent
+    /// connection forever (it caps at 1767 s, edgeHub at 10 min; reference §1.2), and a
+    /// half-open socket would otherwise hold its identity and memory until the server restarts.
+    pub fn keepalive_timeout(&self, keep_alive_secs: u16) -> Duration {
         if keep_alive_secs == 0 {
-            return None;
+            return self.max_keepalive_timeout;
         }
-        Some(
-            (Duration::from_millis(u64::from(keep_alive_secs) * 1500))
-                .min(self.max_keepalive_timeout),
-        )
+        Duration::from_millis(u64::from(keep_alive_secs) * 1500).min(self.max_keepalive_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_0_gets_the_cap_and_others_one_and_a_half_times_capped() {
+        let c = MqttConfig::default();
+        assert_eq!(c.keepalive_timeout(0), Duration::from_secs(1767));
+        assert_eq!(c.keepalive_timeout(60), Duration::from_secs(90));
+        assert_eq!(c.keepalive_timeout(1), Duration::from_millis(1500));
+        assert_eq!(c.keepalive_timeout(u16::MAX), Duration::from_secs(1767));
     }
 }

@@ -97,7 +97,21 @@ pub(crate) async fn run<H: Hooks, T: Transport>(
         }
     };
     let span = tracing::info_span!("mqtt", identity = %auth.identity, peer = %peer.addr);
+    let will = connect.last_will.map(|w| {
+        // QoS 2 is not supported anywhere else either; a Will is delivered at most at QoS 1.
+        let qos = match w.qos {
+            QoS::AtMostOnce => QoS::AtMostOnce,
+            QoS::AtLeastOnce | QoS::ExactlyOnce => QoS::AtLeastOnce,
+        };
+        let mut p = rumqttc::mqttbytes::v4::Publish::from_bytes(w.topic, qos, w.message);
+        p.retain = w.retain;
+        p
+    });
     let conn = Connection::establish(shared, request, auth, transport, rbuf, shutdown).await;
+    let conn = conn.map(|mut c| {
+        c.will = will;
+        c
+    });
     if let Some(conn) = conn {
         tracing::Instrument::instrument(conn.serve(), span).await;
     }
@@ -170,7 +184,8 @@ struct Connection<H: Hooks, T> {
     outbound: mpsc::Receiver<OutboundMessage>,
     control_tx: mpsc::UnboundedSender<Control>,
     control: mpsc::UnboundedReceiver<Control>,
-    keepalive: Option<Duration>,
+    keepalive: Duration,
+    will: Option<rumqttc::mqttbytes::v4::Publish>,
     expires_at: Option<Instant>,
     last_read: Instant,
     shutdown: CancellationToken,
@@ -234,6 +249,7 @@ impl<H: Hooks, T: Transport> Connection<H, T> {
         );
         Some(Self {
             keepalive: shared.config.keepalive_timeout(request.keep_alive),
+            will: None,
             shared,
             handle,
             transport,
@@ -269,6 +285,16 @@ impl<H: Hooks, T: Transport> Connection<H, T> {
             _ => info!(%reason, "connection closed"),
         }
         self.shared.metrics.connections_active.dec();
+        // MQTT 3.1.1 §3.1.2.5: the Will is published unless the client said DISCONNECT. A
+        // server shutdown is not the client's failure, so it does not fire the Will either.
+        if let Some(will) = self.will.take()
+            && !matches!(
+                reason,
+                DisconnectReason::ClientDisconnect | DisconnectReason::Shutdown
+            )
+        {
+            self.shared.hooks.will(&self.handle, will, &reason);
+        }
         self.shared.hooks.disconnected(&self.handle, &reason);
         let session = (!self.handle.clean_session()).then(|| self.take_session());
         self.shared.registry.release(&self.handle, session);
@@ -314,7 +340,7 @@ impl<H: Hooks, T: Transport> Connection<H, T> {
             {
                 return Err(DisconnectReason::Shutdown);
             }
-            let keepalive_at = self.keepalive.map(|k| self.last_read + k);
+            let keepalive_at = Some(self.last_read + self.keepalive);
             let can_read = grace.is_none() && self.state.can_read();
             tokio::select! {
                 biased;
@@ -334,10 +360,8 @@ impl<H: Hooks, T: Transport> Connection<H, T> {
                     Err(e) => return Err(DisconnectReason::Io(e.to_string())),
                 },
                 () = sleep_until(keepalive_at) => {
-                    if let Some(k) = self.keepalive
-                        && self.last_read + k <= Instant::now()
-                    {
-                        return Err(DisconnectReason::KeepAliveTimeout(k));
+                    if self.last_read + self.keepalive <= Instant::now() {
+                        return Err(DisconnectReason::KeepAliveTimeout(self.keepalive));
                     }
                 }
                 () = sleep_until(self.expires_at) => return Err(DisconnectReason::CredentialsExpired),

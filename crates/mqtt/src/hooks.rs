@@ -115,6 +115,19 @@ pub trait Hooks: Send + Sync + 'static {
         ack: PublishAck,
     ) -> Result<(), String>;
 
+    /// The connection ended without DISCONNECT (lost, timed out, kicked, taken over, expired)
+    /// and the client had set a Will in CONNECT: publish it as the application sees fit (IoT
+    /// Hub turns a Will on the identity's telemetry topic into telemetry; reference §1.2).
+    /// Called once, just before [`Hooks::disconnected`]; the default drops it.
+    fn will(
+        &self,
+        connection: &ConnectionHandle<Self::Identity>,
+        will: Publish,
+        reason: &DisconnectReason,
+    ) {
+        let _ = (connection, will, reason);
+    }
+
     /// The connection ended.
     fn disconnected(
         &self,

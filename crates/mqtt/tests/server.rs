@@ -344,6 +344,61 @@ async fn silent_client_times_out_after_one_and_a_half_keepalives() {
 }
 
 #[tokio::test]
+async fn silent_client_with_keepalive_0_is_closed_at_the_keepalive_cap() {
+    let config = MqttConfig {
+        max_keepalive_timeout: std::time::Duration::from_secs(1),
+        ..MqttConfig::default()
+    };
+    let s = TestServer::start(config, None, false).await;
+    let mut c = RawClient::tcp(s.addr).await;
+    c.connect("dev1", "secret", true, 0).await;
+    c.expect_closed().await;
+    s.wait_for_event("disconnected dev1 keepalive timeout after 1s")
+        .await;
+}
+
+#[tokio::test]
+async fn will_is_handed_over_when_the_connection_is_lost_and_not_after_disconnect() {
+    let s = server().await;
+    let mut c = RawClient::tcp(s.addr).await;
+    c.connect_with_will(
+        "lost",
+        60,
+        ("devices/lost/messages/events/", "gone", QoS::ExactlyOnce),
+    )
+    .await;
+    drop(c);
+    s.wait_for_event("disconnected lost").await;
+    let mut c = RawClient::tcp(s.addr).await;
+    c.connect_with_will(
+        "polite",
+        60,
+        ("devices/polite/messages/events/", "bye", QoS::AtLeastOnce),
+    )
+    .await;
+    c.send(Packet::Disconnect).await;
+    s.wait_for_event("disconnected polite client disconnected")
+        .await;
+    let events = s.server.hooks().events.lock().unwrap().clone();
+    let wills: Vec<&String> = events.iter().filter(|e| e.starts_with("will ")).collect();
+    assert_eq!(
+        wills,
+        ["will lost devices/lost/messages/events/ AtLeastOnce b\"gone\" connection closed by peer"],
+        "{events:?}"
+    );
+    // The Will comes before the disconnect notification, so the application still knows the link.
+    let will_at = events
+        .iter()
+        .position(|e| e.starts_with("will lost"))
+        .unwrap();
+    let gone_at = events
+        .iter()
+        .position(|e| e.starts_with("disconnected lost"))
+        .unwrap();
+    assert!(will_at < gone_at, "{events:?}");
+}
+
+#[tokio::test]
 async fn connection_closes_when_credentials_expire() {
     let s = server().await;
     let mut c = RawClient::tcp(s.addr).await;

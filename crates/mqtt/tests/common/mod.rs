@@ -80,6 +80,21 @@ impl Hooks for TestHooks {
         Ok(())
     }
 
+    fn will(
+        &self,
+        c: &ConnectionHandle<String>,
+        will: Publish,
+        reason: &ironedge_mqtt::DisconnectReason,
+    ) {
+        self.events.lock().unwrap().push(format!(
+            "will {} {} {:?} {:?} {reason}",
+            c.identity(),
+            will.topic,
+            will.qos,
+            will.payload
+        ));
+    }
+
     fn disconnected(&self, c: &ConnectionHandle<String>, reason: &ironedge_mqtt::DisconnectReason) {
         self.events
             .lock()
@@ -226,6 +241,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
         c.clean_session = clean;
         c.keep_alive = keep_alive;
         c.set_login(format!("hub/{client_id}/?api-version=1"), password);
+        self.send(Packet::Connect(c)).await;
+        self.recv().await.expect("CONNACK")
+    }
+
+    /// CONNECT with a Will (topic, payload, QoS), returning the CONNACK.
+    pub async fn connect_with_will(
+        &mut self,
+        client_id: &str,
+        keep_alive: u16,
+        will: (&str, &str, QoS),
+    ) -> Packet {
+        let mut c = Connect::new(client_id);
+        c.keep_alive = keep_alive;
+        c.set_login(format!("hub/{client_id}/?api-version=1"), "secret");
+        c.last_will = Some(rumqttc::mqttbytes::v4::LastWill::new(
+            will.0, will.1, will.2, false,
+        ));
         self.send(Packet::Connect(c)).await;
         self.recv().await.expect("CONNACK")
     }
