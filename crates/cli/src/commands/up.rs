@@ -436,7 +436,6 @@ impl Up {
             mqtt_port: hub.mqtt_port,
             rest_port: hub.rest_port,
             hub_ca_pem: &ca,
-            local_node: !self.args.no_node,
         });
         let release = helm::Release {
             name: &record.release,

@@ -94,13 +94,12 @@ pub(crate) struct ChartInputs<'a> {
     pub(crate) rest_port: u16,
     /// The hub's CA (PEM).
     pub(crate) hub_ca_pem: &'a str,
-    /// Whether the pods run on the local node (no fsGroup: run the agent and edge hub as root).
-    pub(crate) local_node: bool,
 }
 
-/// Values for the `ironedge-device` chart.
+/// Values for the `ironedge-device` chart. The chart's own security contexts stay (non-root,
+/// fsGroup for the edge hub's store): the local node applies them like a kubelet.
 pub(crate) fn device_values(inputs: &ChartInputs<'_>) -> Value {
-    let mut values = json!({
+    json!({
         "provisioning": {"connectionString": inputs.connection_string},
         "hub": {
             "mqtt": format!("127.0.0.1:{}", inputs.mqtt_port),
@@ -108,15 +107,7 @@ pub(crate) fn device_values(inputs: &ChartInputs<'_>) -> Value {
             "ca": {"pem": inputs.hub_ca_pem}
         },
         "logFormat": "text"
-    });
-    if inputs.local_node {
-        // The local node does not apply fsGroup, so a non-root edge hub could not write its
-        // store; processes run as root there anyway (crates/node/README.md).
-        values["podSecurityContext"] = json!({
-            "runAsNonRoot": false, "runAsUser": 0, "runAsGroup": 0, "fsGroup": 0
-        });
-    }
-    values
+    })
 }
 
 /// The node's image map entry for the Python filter: the venv interpreter running the script.
@@ -156,23 +147,21 @@ mod tests {
     }
 
     #[test]
-    fn local_node_values_run_the_pods_as_root_and_point_at_the_hub_on_loopback() {
+    fn device_values_point_at_the_hub_on_loopback_and_keep_the_charts_security_contexts() {
         let inputs = ChartInputs {
             connection_string: "HostName=localhost;DeviceId=d;SharedAccessKey=k",
             mqtt_port: 21001,
             rest_port: 21000,
             hub_ca_pem: "PEM",
-            local_node: true,
         };
         let v = device_values(&inputs);
         assert_eq!(v["hub"]["mqtt"], "127.0.0.1:21001");
         assert_eq!(v["hub"]["restUrl"], "https://127.0.0.1:21000");
-        assert_eq!(v["podSecurityContext"]["runAsUser"], 0);
-        let remote = device_values(&ChartInputs {
-            local_node: false,
-            ..inputs
-        });
-        assert!(remote.get("podSecurityContext").is_none());
+        assert_eq!(
+            v["provisioning"]["connectionString"],
+            inputs.connection_string
+        );
+        assert!(v.get("podSecurityContext").is_none());
     }
 
     #[test]
