@@ -90,6 +90,10 @@ pub(crate) struct NodeArgs {
     /// Pod capacity.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// A storage class whose claims the node provisions (besides claims without a class and
+    /// `ironedge-local`); repeatable, e.g. `local-path`.
+    #[arg(long = "storage-class", value_delimiter = ',')]
+    storage_classes: Vec<String>,
 }
 
 fn seconds(what: &str, v: f64) -> Result<Duration> {
@@ -146,6 +150,9 @@ impl NodeArgs {
         settings.cluster_domain = self.cluster_domain.clone();
         settings.delete_node_on_exit = self.delete_node_on_exit;
         settings.max_pods = self.max_pods;
+        settings
+            .storage_classes
+            .extend(self.storage_classes.iter().cloned());
         settings.labels = self
             .labels
             .iter()
