@@ -1,21 +1,19 @@
 //! The MQTT side: [`ironedge_mqtt::Hooks`] for the edge hub. Each hook is a thin call into
-//! [`Hub`]; each connection gets one ingest task that starts its PUBLISHes in arrival order
-//! (keeping a client's messages in order in every queue) and acknowledges each one as soon as
-//! its store commit is done, while later ones are already on their way (group commit).
+//! [`Hub`]. A PUBLISH is handled on the connection's own task, in arrival order, up to the
+//! hand-over to the store (so a client's messages keep their order in every queue); its PUBACK
+//! is released from the store's commit callback, while later PUBLISHes keep arriving and share
+//! commits with it (group commit).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
-use futures::stream::FuturesOrdered;
 use ironedge_mqtt::{
     Authenticated as MqttAuthenticated, ConnectRequest, ConnectReturnCode, ConnectionHandle,
     DisconnectReason, Hooks, OutboundMessage, Publish, PublishAck, QoS,
 };
 use ironedge_protocol::Identity;
-use tokio::sync::mpsc;
 
 use crate::client::classify;
 use crate::hub::{Hub, lock};
@@ -32,7 +30,6 @@ pub struct EdgeHubHooks {
 #[derive(Debug)]
 struct Client {
     handle: Arc<ClientHandle>,
-    ingest: mpsc::UnboundedSender<(Publish, PublishAck)>,
 }
 
 impl EdgeHubHooks {
@@ -128,9 +125,7 @@ impl Hooks for EdgeHubHooks {
         for (filter, _) in subscriptions {
             let _ = self.hub.subscribe(&handle, filter);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(ingest(self.hub.clone(), handle.clone(), rx));
-        lock(&self.clients).insert(connection.connection_id(), Client { handle, ingest: tx });
+        lock(&self.clients).insert(connection.connection_id(), Client { handle });
     }
 
     fn subscribe(
@@ -154,14 +149,22 @@ impl Hooks for EdgeHubHooks {
         publish: Publish,
         ack: PublishAck,
     ) -> Result<(), String> {
-        let clients = lock(&self.clients);
-        let client = clients
-            .get(&connection.connection_id())
+        let client = self
+            .client(connection)
             .ok_or_else(|| "publish before the connection was registered".to_owned())?;
-        client
-            .ingest
-            .send((publish, ack))
-            .map_err(|_| "connection is closing".to_owned())
+        // A failed store commit is logged by the hub; rejecting closes the connection, so the
+        // client sends the message again after reconnecting.
+        self.hub
+            .publish(
+                &client,
+                &publish.topic,
+                publish.payload,
+                move |result| match result {
+                    Ok(()) => ack.accept(),
+                    Err(e) => ack.reject(e.to_string()),
+                },
+            )
+            .map_err(|e| e.to_string())
     }
 
     fn disconnected(&self, connection: &ConnectionHandle<Identity>, reason: &DisconnectReason) {
@@ -170,34 +173,6 @@ impl Hooks for EdgeHubHooks {
             tracing::debug!(identity = %client.handle.identity, reason = %reason, "connection ended");
             client.handle.closed.cancel();
             self.hub.disconnected(&client.handle);
-        }
-    }
-}
-
-/// Starts each PUBLISH in arrival order and acknowledges them in that order as they complete.
-async fn ingest(
-    hub: Hub,
-    client: Arc<ClientHandle>,
-    mut rx: mpsc::UnboundedReceiver<(Publish, PublishAck)>,
-) {
-    let mut inflight = FuturesOrdered::new();
-    let mut open = true;
-    while open || !inflight.is_empty() {
-        tokio::select! {
-            next = rx.recv(), if open => match next {
-                Some((publish, ack)) => {
-                    let done = hub.publish_future(&client, &publish.topic, publish.payload);
-                    inflight.push_back(async move { (done.await, ack) });
-                }
-                None => open = false,
-            },
-            Some((result, ack)) = inflight.next(), if !inflight.is_empty() => match result {
-                Ok(()) => ack.accept(),
-                Err(e) => {
-                    tracing::warn!(identity = %client.identity, error = %e, "publish refused; closing the connection");
-                    ack.reject(e.to_string());
-                }
-            },
         }
     }
 }

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use ironedge_protocol::{Identity, PropertyBag, SasVerifier};
 use ironedge_routing::Endpoint;
 use ironedge_store::{AppendError, NewMessage, StoreHandle, Target};
@@ -21,14 +20,16 @@ use tokio_util::sync::CancellationToken;
 use crate::authz::{
     Forbidden, PublishRequest, Subscription, authorize_publish, authorize_subscribe,
 };
+use crate::client_ops::{self, ClientOp};
 use crate::config::{CompiledConfig, HubConfig};
 use crate::identities::{AuthError, Authenticated, IdentityCache};
-use crate::metrics::{Metrics, RouteLabel};
+use crate::ingest::{MessageIds, Routing};
+use crate::metrics::Metrics;
 use crate::sessions::{ClientHandle, Outlet, Sessions};
 use crate::twin::TwinDoc;
 use crate::upstream::{UpstreamEvent, UpstreamLink, UpstreamSettings};
 use crate::wire::{self, IngestError, Origin};
-use crate::{methods, pump, twins};
+use crate::{methods, pump};
 
 /// Plain settings of the hub core (the CLI fills them in).
 #[derive(Debug, Clone)]
@@ -43,8 +44,14 @@ pub struct HubSettings {
     pub min_twin_sync: Duration,
     /// How often queued reported patches are pushed upstream.
     pub reported_sync_interval: Duration,
-    /// Most messages a pump reads per batch.
+    /// Most messages a pump reads at once.
     pub batch_size: usize,
+    /// Most messages a module input has in flight (delivered, not yet acknowledged by the
+    /// module); the MQTT server's outbound window should be at least as large.
+    pub delivery_window: usize,
+    /// How often expired messages are removed from the store (IoT Edge's
+    /// `MessageCleanupIntervalSecs`); every write also removes some as it goes.
+    pub cleanup_interval: Duration,
     /// How long a module has to answer a direct method.
     pub method_timeout: Duration,
 }
@@ -59,6 +66,8 @@ impl HubSettings {
             min_twin_sync: Duration::from_secs(120),
             reported_sync_interval: Duration::from_secs(5),
             batch_size: 1024,
+            delivery_window: 256,
+            cleanup_interval: Duration::from_secs(1800),
             method_timeout: Duration::from_secs(30),
         }
     }
@@ -112,7 +121,8 @@ pub struct Hub {
 pub(crate) struct Inner {
     pub(crate) settings: HubSettings,
     pub(crate) store: StoreHandle,
-    pub(crate) config: watch::Sender<Arc<CompiledConfig>>,
+    pub(crate) routing: watch::Sender<Arc<Routing>>,
+    pub(crate) message_ids: MessageIds,
     pub(crate) identities: IdentityCache,
     pub(crate) verifier: SasVerifier,
     pub(crate) sessions: Sessions,
@@ -150,7 +160,8 @@ impl Hub {
             inner: Arc::new(Inner {
                 settings,
                 store,
-                config: watch::channel(Arc::new(CompiledConfig::default())).0,
+                routing: watch::channel(Arc::new(Routing::default())).0,
+                message_ids: MessageIds::default(),
                 identities,
                 verifier,
                 sessions: Sessions::default(),
@@ -164,9 +175,10 @@ impl Hub {
                 registry: std::sync::OnceLock::new(),
             }),
         };
-        twins::load_cache(&hub);
+        crate::twins::load_cache(&hub);
         tokio::spawn(methods::run_upstream_events(hub.clone(), events_rx));
-        tokio::spawn(twins::run_reported_sync(hub.clone()));
+        tokio::spawn(crate::twins::run_reported_sync(hub.clone()));
+        tokio::spawn(purge_expired_periodically(hub.clone()));
         hub.start_pumps_for_stored_endpoints();
         hub
     }
@@ -198,7 +210,7 @@ impl Hub {
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<CompiledConfig> {
-        self.inner.config.borrow().clone()
+        self.inner.routing.borrow().config.clone()
     }
 
     /// Compiles and applies a configuration: endpoints are created in the store, their pumps
@@ -211,7 +223,12 @@ impl Hub {
             self.ensure_pump(&id, endpoint.clone());
         }
         let routes = compiled.table.entries().len();
-        self.inner.config.send_replace(Arc::new(compiled));
+        let routing = Routing::new(
+            Arc::new(compiled),
+            &self.inner.metrics,
+            &self.inner.settings.edge_device_id,
+        );
+        self.inner.routing.send_replace(Arc::new(routing));
         tracing::info!(routes, "route configuration applied");
         Ok(())
     }
@@ -339,77 +356,78 @@ impl Hub {
         tokio::spawn(async move { conn.ensure_subscribed(&filter).await });
     }
 
-    /// Handles a PUBLISH; returns once it may be acknowledged.
-    pub async fn publish(
+    /// Handles a PUBLISH on the calling (connection) task. Telemetry is authorised, enriched,
+    /// routed and handed to the store here and now, so the order of `publish` calls is the order
+    /// in every queue; `done` then runs after the store commit, with `Ok` when the message may be
+    /// acknowledged (on the store's writer thread: it must be quick). Twin and method requests
+    /// are queued for the client's request task and `done` runs at once. A PUBLISH refused here
+    /// (another identity's topic, too large) returns the error and `done` never runs.
+    pub fn publish(
+        &self,
+        client: &Arc<ClientHandle>,
+        topic: &str,
+        payload: Bytes,
+        done: impl FnOnce(Result<(), PublishError>) + Send + 'static,
+    ) -> Result<(), PublishError> {
+        let request = authorize_publish(&client.identity, topic).inspect_err(|e| {
+            tracing::warn!(error = %e, "publish refused");
+            self.inner.metrics.authorization_failures.inc();
+        })?;
+        let op = match request {
+            PublishRequest::Telemetry { property_bag } => {
+                match self.prepare(client, property_bag, payload)? {
+                    Some(message) => self.append(message, done),
+                    None => done(Ok(())),
+                }
+                return Ok(());
+            }
+            PublishRequest::TwinGet { query } => ClientOp::TwinGet { rid: rid(query) },
+            PublishRequest::TwinReportedPatch { query } => ClientOp::TwinReportedPatch {
+                rid: rid(query),
+                body: payload,
+            },
+            PublishRequest::MethodResponse { status, query } => ClientOp::MethodResponse {
+                status: status.to_owned(),
+                rid: rid(query),
+                body: payload,
+            },
+        };
+        client_ops::submit(self, client, op);
+        done(Ok(()));
+        Ok(())
+    }
+
+    /// As [`Hub::publish`], waiting for the outcome.
+    pub async fn publish_and_wait(
         &self,
         client: &Arc<ClientHandle>,
         topic: &str,
         payload: Bytes,
     ) -> Result<(), PublishError> {
-        self.publish_future(client, topic, payload).await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.publish(client, topic, payload, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await
+            .unwrap_or(Err(PublishError::Store(AppendError::Storage(
+                ironedge_store::StorageError::Closed,
+            ))))
     }
 
-    /// Does the synchronous part of a PUBLISH now (authorisation, enrichment, routing, handing
-    /// the message to the store) and returns a future that resolves when it may be acknowledged.
-    /// Calling this in arrival order keeps a client's messages in order in every queue, while
-    /// their commits are awaited concurrently (group commit).
-    pub fn publish_future(
+    /// Hands a routed message to the store; `done` runs after its commit.
+    fn append(
         &self,
-        client: &Arc<ClientHandle>,
-        topic: &str,
-        payload: Bytes,
-    ) -> BoxFuture<'static, Result<(), PublishError>> {
-        let request = match authorize_publish(&client.identity, topic) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "publish refused");
-                self.inner.metrics.authorization_failures.inc();
-                return Box::pin(futures::future::ready(Err(e.into())));
-            }
-        };
+        message: NewMessage,
+        done: impl FnOnce(Result<(), PublishError>) + Send + 'static,
+    ) {
         let hub = self.clone();
-        let client = client.clone();
-        match request {
-            PublishRequest::Telemetry { property_bag } => {
-                match self.prepare(&client, property_bag, payload) {
-                    Ok(None) => Box::pin(futures::future::ready(Ok(()))),
-                    Ok(Some(message)) => {
-                        let store = self.inner.store.clone();
-                        Box::pin(async move {
-                            store.append(message).await.map_err(|e| {
-                            tracing::error!(error = %e, "store append failed; message not acknowledged");
-                            hub.inner.metrics.dropped("store_error");
-                            PublishError::Store(e)
-                        })?;
-                            Ok(())
-                        })
-                    }
-                    Err(e) => Box::pin(futures::future::ready(Err(e))),
-                }
-            }
-            PublishRequest::TwinGet { query } => {
-                let rid = rid(query);
-                Box::pin(async move {
-                    twins::get(&hub, &client, rid).await;
-                    Ok(())
-                })
-            }
-            PublishRequest::TwinReportedPatch { query } => {
-                let rid = rid(query);
-                Box::pin(async move {
-                    twins::patch_reported(&hub, &client, rid, &payload).await;
-                    Ok(())
-                })
-            }
-            PublishRequest::MethodResponse { status, query } => {
-                let rid = rid(query);
-                let status = status.to_owned();
-                Box::pin(async move {
-                    methods::module_responded(&hub, &client, &status, &rid, payload).await;
-                    Ok(())
-                })
-            }
-        }
+        self.inner.store.submit_append(message, move |result| {
+            done(result.map(drop).map_err(|e| {
+                tracing::error!(error = %e, "store append failed; message not acknowledged");
+                hub.inner.metrics.dropped("store_error");
+                PublishError::Store(e)
+            }));
+        });
     }
 
     /// Enriches and routes telemetry; `None` when no route matched (dropped, still acknowledged).
@@ -424,36 +442,30 @@ impl Hub {
             edge_device_id: &self.inner.settings.edge_device_id,
             model_id: None,
         };
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = self.inner.message_ids.next();
         let now = jiff::Timestamp::now().to_string();
         let msg = wire::ingest(&origin, property_bag, payload, id, now).inspect_err(|_| {
             self.inner.metrics.dropped("too_large");
         })?;
         self.inner.metrics.messages_received.inc();
-        let config = self.config();
-        let deliveries = config.table.route(&msg);
+        let routing = self.inner.routing.borrow().clone();
+        let deliveries = routing.config.table.route(&msg);
         if deliveries.is_empty() {
             self.inner.metrics.dropped("no_route");
             return Ok(None);
         }
-        let edge = &self.inner.settings.edge_device_id;
-        let targets: Vec<Target> = deliveries
-            .iter()
-            .map(|d| {
-                self.inner
-                    .metrics
-                    .messages_routed
-                    .get_or_create(&RouteLabel {
-                        route: d.route.to_owned(),
-                    })
-                    .inc();
-                let target = Target::new(d.endpoint.id(edge)).with_priority(d.priority);
-                match config.ttl(d.time_to_live_secs) {
-                    Some(ttl) => target.with_ttl(ttl),
-                    None => target,
-                }
-            })
-            .collect();
+        let mut targets = Vec::with_capacity(deliveries.len());
+        for d in &deliveries {
+            routing.count(d);
+            let Some(endpoint) = routing.endpoint_id(d) else {
+                continue;
+            };
+            let target = Target::new(endpoint).with_priority(d.priority);
+            targets.push(match routing.config.ttl(d.time_to_live_secs) {
+                Some(ttl) => target.with_ttl(ttl),
+                None => target,
+            });
+        }
         Ok(Some(NewMessage::new(msg.encode(), targets)))
     }
 
@@ -485,6 +497,28 @@ impl Hub {
     /// True when the hub serves (the store is open and not shutting down).
     pub fn is_healthy(&self) -> bool {
         !self.inner.shutdown.is_cancelled()
+    }
+}
+
+/// Removes expired messages every `cleanup_interval`, so queues nobody reads (a module that is
+/// gone, a cloud link that is down) do not keep them on disk until the next write sweeps them.
+async fn purge_expired_periodically(hub: Hub) {
+    let every = hub
+        .inner
+        .settings
+        .cleanup_interval
+        .max(Duration::from_secs(1));
+    let shutdown = hub.inner.shutdown.clone();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match hub.inner.store.purge_expired().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "expired messages removed"),
+            Err(e) => tracing::warn!(error = %e, "removing expired messages failed"),
+        }
     }
 }
 

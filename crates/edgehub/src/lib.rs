@@ -2,12 +2,12 @@
 //! crash-safe store-and-forward, and the upstream link to the cloud hub.
 //!
 //! ```text
-//!  module ──MQTT/TLS──► broker (crates/mqtt) ──hooks──► Hub::publish_future
+//!  module ──MQTT/TLS──► broker (crates/mqtt) ──hooks──► Hub::publish
 //!                                                       │ authz (own topics only)
 //!                                                       │ wire::ingest (system properties, 256 KiB)
 //!                                                       │ RouteTable::route (crates/routing)
 //!                                                       ▼
-//!                                       store.append ──commit──► PUBACK
+//!                                store.submit_append ──commit──► PUBACK
 //!                                                       │
 //!                         one pump per endpoint queue ◄─┘ (priority, then arrival order)
 //!                          ├─ {edge}/{module}/{input} ──► connected + subscribed module, PUBACK ► ack
@@ -38,11 +38,13 @@
 pub mod authz;
 pub mod broker;
 pub mod client;
+mod client_ops;
 pub mod config;
 pub mod config_source;
 pub mod http;
 pub mod hub;
 pub mod identities;
+mod ingest;
 pub mod kube_watch;
 pub mod message;
 mod methods;

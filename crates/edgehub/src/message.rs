@@ -85,6 +85,22 @@ impl EdgeMessage {
         m
     }
 
+    /// A message from its parts; the routing source is computed once.
+    pub fn from_parts(
+        body: Bytes,
+        properties: Vec<(String, Option<String>)>,
+        system_properties: Vec<(String, String)>,
+    ) -> Self {
+        let mut m = Self {
+            body,
+            properties,
+            system_properties,
+            source: String::new(),
+        };
+        m.refresh_source();
+        m
+    }
+
     /// The system property `name` (edge name, case-insensitive).
     pub fn system(&self, name: &str) -> Option<&str> {
         self.system_properties

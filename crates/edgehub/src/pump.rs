@@ -1,104 +1,210 @@
 //! Endpoint pumps: one task per endpoint queue, delivering in queue order (priority, then
 //! arrival) and acknowledging the store only after the receiver acknowledged — at-least-once.
 //!
+//! A pump reads continuously: it keeps up to a window of messages in flight (delivered, not yet
+//! acknowledged by the receiver) and reads on past them with a [`ReadCursor`], so deliveries
+//! never wait for earlier acknowledgements, and a more urgent priority that arrives meanwhile is
+//! still read first. Receivers' acknowledgements are gathered and committed to the store in the
+//! background, one commit at a time, each carrying everything acknowledged since the last one.
+//! When a receiver goes away, the pump commits what was acknowledged, forgets the rest and reads
+//! from the head again: those messages are delivered again (at-least-once, in order).
+//!
 //! - A module input is delivered only while the module is connected and subscribed to its
 //!   inputs; otherwise messages wait (and may expire by TTL).
-//! - `$upstream` groups a batch by original sender and sends each group on that identity's own
-//!   upstream connection, so the cloud sees the right device/module. With no cloud configured, or
-//!   while the link is down, messages wait.
+//! - `$upstream` sends each message on its original sender's own upstream connection, so the
+//!   cloud sees the right device or module. A sender whose connection is down is skipped for
+//!   the rest of the pass (keeping its messages in order); once it is up again the pump reads
+//!   from the head again. With no cloud configured, or while the whole link is down, messages
+//!   wait.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ironedge_protocol::Identity;
 use ironedge_routing::Endpoint;
-use ironedge_store::{Offset, PeekOptions, Peeked, Timestamp};
+use ironedge_store::{Offset, PeekOptions, Peeked, ReadCursor};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::authz::Subscription;
 use crate::hub::Hub;
 use crate::message::{EdgeMessage, sysprop};
 use crate::metrics::EndpointLabel;
+use crate::sessions::ClientHandle;
+use crate::upstream::Connection;
 use crate::wire;
 
 /// Pause after a store read error before trying again.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
-/// Upstream batches are larger: the cloud link is where a backlog drains after an outage.
-const UPSTREAM_BATCH: usize = 2048;
+/// Messages in flight to the cloud: the link is where a backlog drains after an outage, so the
+/// window covers several upstream connections' own windows.
+const UPSTREAM_WINDOW: usize = 2048;
+/// Bytes read per upstream peek.
+const UPSTREAM_PEEK_BYTES: usize = 4 * 1024 * 1024;
 
-/// Overlaps the store acknowledgement of one batch with reading and delivering the next: while
-/// an acknowledgement is being committed, the next read starts after the last delivered offset;
-/// once it is committed, reads start at the head again, so a newly queued message of a more
-/// urgent priority is never passed over for longer than one batch.
-struct AckPipeline {
+/// Messages in flight to a receiver, and receiver acknowledgements on their way to the store.
+struct Window {
     id: String,
-    pending: Option<tokio::task::JoinHandle<()>>,
-    cursor: Option<Offset>,
+    capacity: usize,
+    /// What has been read since the last start from the head.
+    cursor: ReadCursor,
+    /// Delivered messages, oldest first, each with the receiver's acknowledgement.
+    inflight: VecDeque<(Offset, oneshot::Receiver<()>)>,
+    /// Acknowledged by the receiver, not yet handed to the store.
+    acked: Vec<Offset>,
+    /// The store acknowledgement being committed.
+    committing: Option<JoinHandle<()>>,
+    /// The last read came back short and nothing was appended since: the queue is drained.
+    drained: bool,
+    sent: Counter,
 }
 
-impl AckPipeline {
-    fn new(id: &str) -> Self {
+impl Window {
+    fn new(hub: &Hub, id: &str, capacity: usize) -> Self {
+        let sent = hub
+            .inner
+            .metrics
+            .messages_sent
+            .get_or_create(&EndpointLabel {
+                endpoint: id.to_owned(),
+            })
+            .clone();
         Self {
             id: id.to_owned(),
-            pending: None,
-            cursor: None,
+            capacity: capacity.max(1),
+            cursor: ReadCursor::new(),
+            inflight: VecDeque::new(),
+            acked: Vec::new(),
+            committing: None,
+            drained: false,
+            sent,
         }
     }
 
-    fn peek_options(&mut self, max: usize) -> PeekOptions {
-        if self
-            .pending
-            .as_ref()
-            .is_some_and(tokio::task::JoinHandle::is_finished)
-        {
-            self.pending = None;
-            self.cursor = None;
-        }
-        match (self.pending.is_some(), self.cursor) {
-            (true, Some(c)) => PeekOptions::head(max).after(c),
-            _ => PeekOptions::head(max),
+    fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.inflight.len())
+    }
+
+    /// Worth reading: the queue may hold more, and the window has a useful amount of room
+    /// (reading for every single acknowledgement would cost a read per message).
+    fn wants_read(&self) -> bool {
+        !self.drained && (self.inflight.is_empty() || self.room() >= (self.capacity / 4).max(1))
+    }
+
+    /// A message went out.
+    fn delivered(&mut self, offset: Offset, ack: oneshot::Receiver<()>) {
+        self.cursor.advance(offset);
+        self.inflight.push_back((offset, ack));
+    }
+
+    /// A message is passed over without delivery (it expired after the read; the store removes
+    /// and counts it).
+    fn passed(&mut self, offset: Offset) {
+        self.cursor.advance(offset);
+    }
+
+    /// A message that can never be delivered (corrupt): acknowledged, so it leaves the queue.
+    fn discard(&mut self, offset: Offset) {
+        self.cursor.advance(offset);
+        self.acked.push(offset);
+    }
+
+    /// Waits for the oldest delivery's acknowledgement; false if the receiver went away first.
+    async fn oldest_acked(inflight: &mut VecDeque<(Offset, oneshot::Receiver<()>)>) -> bool {
+        match inflight.front_mut() {
+            Some((_, ack)) => ack.await.is_ok(),
+            None => std::future::pending().await,
         }
     }
 
-    /// True while an acknowledgement is in flight (an empty read may just mean "caught up").
-    fn busy(&self) -> bool {
-        self.pending.is_some()
-    }
-
-    /// Waits for the acknowledgement in flight; reads start at the head again.
-    async fn settle(&mut self) {
-        if let Some(task) = self.pending.take() {
-            let _ = task.await;
+    /// Moves the acknowledged prefix of the window (the oldest, known acknowledged, and every
+    /// one after it that already is) to the store's batch.
+    fn take_acked(&mut self) {
+        let mut n = 0;
+        if let Some((offset, _)) = self.inflight.pop_front() {
+            self.acked.push(offset);
+            n += 1;
         }
-        self.cursor = None;
+        while let Some((offset, ack)) = self.inflight.front_mut() {
+            if ack.try_recv().is_err() {
+                break;
+            }
+            self.acked.push(*offset);
+            self.inflight.pop_front();
+            n += 1;
+        }
+        self.sent.inc_by(n);
     }
 
-    /// Commits `done` in the background (after the previous one, keeping commits in order).
-    async fn submit(&mut self, hub: &Hub, done: Vec<Offset>) {
-        let Some(last) = done.last().copied() else {
+    /// Starts committing what receivers acknowledged, unless a commit is under way.
+    fn commit(&mut self, hub: &Hub) {
+        if self.acked.is_empty() || self.committing.as_ref().is_some_and(|c| !c.is_finished()) {
             return;
-        };
-        if let Some(task) = self.pending.take() {
-            let _ = task.await;
         }
+        let offsets = std::mem::take(&mut self.acked);
         let store = hub.inner.store.clone();
         let id = self.id.clone();
-        self.cursor = Some(last);
-        self.pending = Some(tokio::spawn(async move {
-            if let Err(e) = store.ack(id.as_str(), done).await {
+        self.committing = Some(tokio::spawn(async move {
+            if let Err(e) = store.ack(id.as_str(), offsets).await {
                 tracing::warn!(endpoint = %id, error = %e, "acknowledging delivered messages failed");
             }
         }));
     }
-}
 
-async fn peek_with(hub: &Hub, id: &str, options: PeekOptions) -> Option<Peeked> {
-    match hub.inner.store.peek(id, options).await {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::warn!(endpoint = id, error = %e, "reading the endpoint queue failed");
-            tokio::time::sleep(RETRY_DELAY).await;
-            None
+    /// Waits for the commit under way.
+    async fn committed(committing: &mut Option<JoinHandle<()>>) {
+        match committing {
+            Some(task) => {
+                let _ = task.await;
+                *committing = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Commits every acknowledgement received, forgets the deliveries still waiting for one and
+    /// starts again from the head of the queue (they are delivered again).
+    async fn restart(&mut self, hub: &Hub) {
+        while let Some((offset, mut ack)) = self.inflight.pop_front() {
+            if ack.try_recv().is_err() {
+                break;
+            }
+            self.acked.push(offset);
+        }
+        self.inflight.clear();
+        // `committed` never returns when nothing is being committed; only wait for a real task.
+        if let Some(task) = self.committing.take() {
+            let _ = task.await;
+        }
+        self.commit(hub);
+        if let Some(task) = self.committing.take() {
+            let _ = task.await;
+        }
+        self.cursor.reset();
+        self.drained = false;
+    }
+
+    /// Reads the next messages past the cursor (`None` after a read error, having paused).
+    async fn read(&mut self, hub: &Hub, max: usize, max_bytes: usize) -> Option<Peeked> {
+        let want = self.room().min(max).max(1);
+        let options = PeekOptions::head(want).with_max_bytes(max_bytes);
+        match hub
+            .inner
+            .store
+            .peek_past(self.id.as_str(), options, self.cursor.clone())
+            .await
+        {
+            Ok(p) => {
+                self.drained = p.deliveries.len() < want;
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = %self.id, error = %e, "reading the endpoint queue failed");
+                tokio::time::sleep(RETRY_DELAY).await;
+                None
+            }
         }
     }
 }
@@ -117,14 +223,8 @@ fn now_millis() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn count_sent(hub: &Hub, id: &str, n: u64) {
-    hub.inner
-        .metrics
-        .messages_sent
-        .get_or_create(&EndpointLabel {
-            endpoint: id.to_owned(),
-        })
-        .inc_by(n);
+fn same_connection(a: Option<&Arc<ClientHandle>>, b: Option<&Arc<ClientHandle>>) -> bool {
+    a.map(|c| c.connection_id) == b.map(|c| c.connection_id)
 }
 
 async fn module_input(hub: Hub, id: String, module: String, input: String) {
@@ -133,112 +233,116 @@ async fn module_input(hub: Hub, id: String, module: String, input: String) {
     let mut sessions = hub.inner.sessions.watch();
     let mut appended = hub.inner.store.subscribe(&id);
     let shutdown = hub.inner.shutdown.clone();
-    let mut acks = AckPipeline::new(&id);
+    let batch = hub.inner.settings.batch_size;
+    let mut w = Window::new(&hub, &id, hub.inner.settings.delivery_window);
+    let mut current: Option<Arc<ClientHandle>> = None;
     loop {
         sessions.borrow_and_update();
-        appended.borrow_and_update();
-        let client = hub
-            .inner
-            .sessions
-            .get(&identity)
-            .filter(|c| c.is_subscribed(Subscription::ModuleInputs));
+        let client =
+            hub.inner.sessions.get(&identity).filter(|c| {
+                !c.closed.is_cancelled() && c.is_subscribed(Subscription::ModuleInputs)
+            });
+        if !same_connection(client.as_ref(), current.as_ref()) {
+            // Whatever went to an earlier connection and was not acknowledged goes again.
+            w.restart(&hub).await;
+            current.clone_from(&client);
+        }
         let Some(client) = client else {
-            acks.settle().await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = sessions.changed() => continue,
             }
         };
-        let options = acks.peek_options(hub.inner.settings.batch_size);
-        let Some(batch) = peek_with(&hub, &id, options).await else {
-            continue;
-        };
-        if batch.deliveries.is_empty() {
-            if acks.busy() {
-                acks.settle().await;
-                continue;
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = sessions.changed() => {}
-                _ = appended.changed() => {}
-            }
-            continue;
+        if appended.has_changed().unwrap_or(false) {
+            w.drained = false;
         }
-        // Send the whole batch, then collect the PUBACKs in order.
-        let mut waiting: Vec<(Offset, Option<oneshot::Receiver<()>>)> = Vec::new();
-        let now = now_millis();
-        for d in &batch.deliveries {
-            if d.expires_at.is_some_and(|at| at.as_unix_millis() <= now) {
-                // The store removes and counts it; stop here to keep order simple.
-                break;
-            }
-            let Ok(msg) = EdgeMessage::decode(d.payload.clone()) else {
-                hub.inner.metrics.dropped("corrupt");
-                waiting.push((d.offset, None));
+        if w.wants_read() {
+            appended.borrow_and_update();
+            let Some(peeked) = w.read(&hub, batch, usize::MAX).await else {
                 continue;
             };
-            let topic = wire::input_topic(&edge, &module, &input, &msg);
-            match client.deliver(topic, msg.body.clone()).await {
-                Ok(rx) => waiting.push((d.offset, Some(rx))),
-                Err(_) => break,
+            if !deliver_to_module(&mut w, &hub, &client, &edge, &module, &input, peeked).await {
+                w.restart(&hub).await;
+                continue;
             }
         }
-        // Acknowledge the delivered prefix (a batch may span priorities, so by offset list).
-        let expected = waiting.len();
-        let mut done = Vec::with_capacity(waiting.len());
-        let mut sent = 0;
-        for (offset, rx) in waiting {
-            if let Some(rx) = rx {
-                let acked = tokio::select! {
-                    r = rx => r.is_ok(),
-                    () = client.closed.cancelled() => false,
-                    () = shutdown.cancelled() => false,
-                };
-                if !acked {
-                    break;
+        w.commit(&hub);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                w.restart(&hub).await;
+                return;
+            }
+            acked = Window::oldest_acked(&mut w.inflight) => {
+                if acked {
+                    w.take_acked();
+                } else {
+                    w.restart(&hub).await;
                 }
-                sent += 1;
             }
-            done.push(offset);
-        }
-        let complete = done.len() == expected && expected == batch.deliveries.len();
-        count_sent(&hub, &id, sent);
-        acks.submit(&hub, done).await;
-        if !complete {
-            // Something was not delivered: read from the head again once committed.
-            acks.settle().await;
+            () = Window::committed(&mut w.committing) => {}
+            _ = appended.changed(), if w.drained => w.drained = false,
+            _ = sessions.changed() => {}
+            () = client.closed.cancelled() => w.restart(&hub).await,
         }
     }
 }
 
-/// Messages of one sender, in queue order, with their expiry (ms since the epoch).
-type Groups = BTreeMap<Identity, Vec<(Offset, Option<u64>, EdgeMessage)>>;
-
-/// A batch grouped by original sender, plus the offsets of messages that cannot go upstream.
-fn group_by_sender(batch: &Peeked) -> (Groups, Vec<Offset>) {
-    let mut groups = Groups::new();
-    let mut invalid = Vec::new();
-    for d in &batch.deliveries {
-        let Ok(msg) = EdgeMessage::decode(d.payload.clone()) else {
-            invalid.push(d.offset);
+/// Hands a read batch to the module; false when the client went away.
+async fn deliver_to_module(
+    w: &mut Window,
+    hub: &Hub,
+    client: &ClientHandle,
+    edge: &str,
+    module: &str,
+    input: &str,
+    peeked: Peeked,
+) -> bool {
+    let now = now_millis();
+    for d in peeked.deliveries {
+        if d.expires_at.is_some_and(|at| at.as_unix_millis() <= now) {
+            w.passed(d.offset);
+            continue;
+        }
+        let Ok(msg) = EdgeMessage::decode(d.payload) else {
+            hub.inner.metrics.dropped("corrupt");
+            w.discard(d.offset);
             continue;
         };
-        let Some(device) = msg.system(sysprop::CONNECTION_DEVICE_ID) else {
-            invalid.push(d.offset);
-            continue;
-        };
-        let identity = Identity {
-            device_id: device.to_owned(),
-            module_id: msg.system(sysprop::CONNECTION_MODULE_ID).map(str::to_owned),
-        };
-        let expires_at = d.expires_at.map(Timestamp::as_unix_millis);
-        groups
-            .entry(identity)
-            .or_default()
-            .push((d.offset, expires_at, msg));
+        let topic = wire::input_topic(edge, module, input, &msg);
+        match client.deliver(topic, msg.body).await {
+            Ok(ack) => w.delivered(d.offset, ack),
+            Err(_) => return false,
+        }
     }
-    (groups, invalid)
+    true
+}
+
+/// The upstream pump's view of the senders it speaks for.
+struct Senders {
+    link: crate::upstream::UpstreamLink,
+    connections: HashMap<Identity, Arc<Connection>>,
+    /// Senders skipped in this pass (their connection was down), so their later messages wait
+    /// too and their order holds.
+    blocked: HashSet<Identity>,
+}
+
+impl Senders {
+    fn connection(&mut self, identity: &Identity) -> Arc<Connection> {
+        if let Some(c) = self.connections.get(identity) {
+            return c.clone();
+        }
+        let c = self.link.connection(identity);
+        self.connections.insert(identity.clone(), c.clone());
+        c
+    }
+
+    /// True when a skipped sender can send again: time to read from the head.
+    fn unblocked(&self) -> bool {
+        self.blocked
+            .iter()
+            .any(|i| self.connections.get(i).is_some_and(|c| c.is_connected()))
+    }
 }
 
 async fn upstream(hub: Hub, id: String) {
@@ -248,71 +352,113 @@ async fn upstream(hub: Hub, id: String) {
         shutdown.cancelled().await;
         return;
     };
+    let mut link_changed = link.watch();
     let mut appended = hub.inner.store.subscribe(&id);
-    let mut acks = AckPipeline::new(&id);
+    let mut w = Window::new(&hub, &id, UPSTREAM_WINDOW);
+    let mut senders = Senders {
+        link,
+        connections: HashMap::new(),
+        blocked: HashSet::new(),
+    };
+    // Waiting for the window to empty before reading from the head again.
+    let mut rewinding = false;
     loop {
-        appended.borrow_and_update();
-        let options = acks.peek_options(UPSTREAM_BATCH);
-        let Some(batch) = peek_with(&hub, &id, options).await else {
+        if rewinding && w.inflight.is_empty() {
+            w.restart(&hub).await;
+            senders.blocked.clear();
+            rewinding = false;
+        }
+        if appended.has_changed().unwrap_or(false) || link_changed.has_changed().unwrap_or(false) {
+            w.drained = false;
+        }
+        // Messages of senders whose connection is down are read once and passed over (the cursor
+        // keeps them from being read again until a fresh pass), so reading goes on during an
+        // outage at the cost of one read per new message.
+        if !rewinding && w.wants_read() {
+            appended.borrow_and_update();
+            link_changed.borrow_and_update();
+            let Some(peeked) = w.read(&hub, UPSTREAM_WINDOW, UPSTREAM_PEEK_BYTES).await else {
+                continue;
+            };
+            send_upstream(&mut w, &hub, &mut senders, peeked).await;
+        }
+        w.commit(&hub);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                w.restart(&hub).await;
+                return;
+            }
+            acked = Window::oldest_acked(&mut w.inflight) => {
+                if acked {
+                    w.take_acked();
+                } else {
+                    // That sender's connection dropped: its message goes again, after a
+                    // fresh read from the head once the window is empty.
+                    w.inflight.pop_front();
+                    rewinding = true;
+                }
+            }
+            () = Window::committed(&mut w.committing) => {}
+            _ = appended.changed(), if w.drained && !rewinding => w.drained = false,
+            _ = link_changed.changed() => {
+                w.drained = false;
+                if senders.unblocked() {
+                    rewinding = true;
+                }
+            }
+            () = tokio::time::sleep(RETRY_DELAY), if !senders.blocked.is_empty() && !rewinding => {
+                if senders.unblocked() {
+                    rewinding = true;
+                } else {
+                    // The cursor passes over waiting messages, so no read sees their TTL run
+                    // out: remove (and count) expired ones as a read from the head would.
+                    if let Err(e) = hub.inner.store.purge_expired().await {
+                        tracing::warn!(endpoint = %id, error = %e, "removing expired messages failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends a read batch on each message's sender connection.
+async fn send_upstream(w: &mut Window, hub: &Hub, senders: &mut Senders, peeked: Peeked) {
+    let now = now_millis();
+    for d in peeked.deliveries {
+        let Ok(msg) = EdgeMessage::decode(d.payload) else {
+            hub.inner.metrics.dropped("corrupt");
+            w.discard(d.offset);
             continue;
         };
-        if batch.deliveries.is_empty() {
-            if acks.busy() {
-                acks.settle().await;
-                continue;
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = appended.changed() => continue,
-            }
-        }
-        let (groups, mut acked) = group_by_sender(&batch);
-        if !acked.is_empty() {
+        let Some(device) = msg.system(sysprop::CONNECTION_DEVICE_ID) else {
             hub.inner.metrics.dropped("invalid_upstream");
+            w.discard(d.offset);
+            continue;
+        };
+        let identity = Identity {
+            device_id: device.to_owned(),
+            module_id: msg.system(sysprop::CONNECTION_MODULE_ID).map(str::to_owned),
+        };
+        if senders.blocked.contains(&identity) {
+            w.passed(d.offset);
+            continue;
         }
-        let mut progressed = !acked.is_empty();
-        for (identity, messages) in groups {
-            // Only senders whose connection is up right now: a batch must not be held across a
-            // wait, or messages that expired meanwhile would still go out.
-            let conn = link.connection(&identity);
-            if !conn.is_connected() {
-                continue;
-            }
-            let now = now_millis();
-            let mut waiting = Vec::with_capacity(messages.len());
-            for (offset, expires_at, msg) in &messages {
-                if expires_at.is_some_and(|at| at <= now) {
-                    // Left in the queue: the store removes and counts it as expired.
-                    continue;
-                }
-                let Some(topic) = wire::upstream_topic(msg) else {
-                    continue;
-                };
-                match conn.publish(topic, msg.body.clone()).await {
-                    Ok(rx) => waiting.push((*offset, rx)),
-                    Err(_) => break,
-                }
-            }
-            for (offset, rx) in waiting {
-                if rx.await.is_err() {
-                    break;
-                }
-                acked.push(offset);
-                progressed = true;
-            }
+        if d.expires_at.is_some_and(|at| at.as_unix_millis() <= now) {
+            // Left in the queue: the store removes and counts it as expired.
+            w.passed(d.offset);
+            continue;
         }
-        let complete = acked.len() == batch.deliveries.len();
-        count_sent(&hub, &id, acked.len() as u64);
-        // Queue order, so the last offset is where the next read continues.
-        acked.sort_unstable();
-        acks.submit(&hub, acked).await;
-        if !complete {
-            acks.settle().await;
-        }
-        if !progressed {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(RETRY_DELAY) => {}
+        let conn = senders.connection(&identity);
+        let sent = match wire::upstream_topic(&msg) {
+            Some(topic) if conn.is_connected() => conn.publish(topic, msg.body).await.ok(),
+            _ => None,
+        };
+        match sent {
+            Some(ack) => w.delivered(d.offset, ack),
+            None => {
+                w.passed(d.offset);
+                senders.blocked.insert(identity);
             }
         }
     }

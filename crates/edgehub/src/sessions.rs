@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -55,6 +55,9 @@ pub struct ClientHandle {
     subscriptions: Mutex<HashSet<Subscription>>,
     /// Cancelled to close the connection (kicked, token expired, shutdown).
     pub closed: CancellationToken,
+    /// The client's twin and method requests, handled one after another by one task (started
+    /// on the first request).
+    pub(crate) ops: OnceLock<mpsc::UnboundedSender<crate::client_ops::ClientOp>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,6 +155,7 @@ impl Sessions {
             tx,
             subscriptions: Mutex::new(restored),
             closed: CancellationToken::new(),
+            ops: OnceLock::new(),
         });
         if let Some(old) = lock(&self.clients).insert(identity, handle.clone()) {
             tracing::info!(identity = %old.identity, "new connection replaces the older one");

@@ -5,7 +5,7 @@
 //! or the bag: a `$.cdid`/`$.cmid` sent by a client is dropped.
 
 use bytes::Bytes;
-use ironedge_protocol::{Identity, PropertyBag};
+use ironedge_protocol::{Identity, PropertyBag, encode_component};
 
 use crate::message::{EdgeMessage, MAX_MESSAGE_SIZE, sysprop};
 
@@ -78,39 +78,41 @@ pub fn ingest(
     edge_message_id: String,
     enqueued_time: String,
 ) -> Result<EdgeMessage, IngestError> {
-    let mut msg = EdgeMessage::new(body);
-    for (key, value) in PropertyBag::parse(property_bag).0 {
+    let bag = PropertyBag::parse(property_bag).0;
+    let mut system = Vec::with_capacity(8);
+    let mut properties = Vec::with_capacity(bag.len());
+    for (key, value) in bag {
         if HUB_ONLY_WIRE_KEYS.contains(&key.as_str()) {
             continue;
         }
         match CLIENT_SYSTEM_PROPERTIES.iter().find(|(w, _)| *w == key) {
-            Some((_, edge)) => msg.system_properties.push(((*edge).to_owned(), value)),
-            None => msg.properties.push((key, Some(value))),
+            // Only modules have outputs; a leaf device's `$.on` is meaningless.
+            Some((_, edge))
+                if *edge == sysprop::OUTPUT_NAME && origin.identity.module_id.is_none() => {}
+            Some((_, edge)) => set(&mut system, edge, value),
+            None => properties.push((key, Some(value))),
         }
     }
-    if origin.identity.module_id.is_none() {
-        // Only modules have outputs; a leaf device's `$.on` is meaningless.
-        msg.system_properties
-            .retain(|(n, _)| n != sysprop::OUTPUT_NAME);
-    }
-    msg.set_system(
+    set(
+        &mut system,
         sysprop::CONNECTION_DEVICE_ID,
         origin.identity.device_id.clone(),
     );
     if let Some(m) = &origin.identity.module_id {
-        msg.set_system(sysprop::CONNECTION_MODULE_ID, m.clone());
+        set(&mut system, sysprop::CONNECTION_MODULE_ID, m.clone());
     }
     let interface = if origin.identity.device_id == origin.edge_device_id {
         "internal"
     } else {
         "downstream"
     };
-    msg.set_system(sysprop::ORIGIN_INTERFACE, interface);
-    msg.set_system(sysprop::EDGE_MESSAGE_ID, edge_message_id);
-    msg.set_system(sysprop::ENQUEUED_TIME, enqueued_time);
+    set(&mut system, sysprop::ORIGIN_INTERFACE, interface.to_owned());
+    set(&mut system, sysprop::EDGE_MESSAGE_ID, edge_message_id);
+    set(&mut system, sysprop::ENQUEUED_TIME, enqueued_time);
     if let Some(model) = origin.model_id {
-        msg.set_system(sysprop::MODEL_ID, model);
+        set(&mut system, sysprop::MODEL_ID, model.to_owned());
     }
+    let msg = EdgeMessage::from_parts(body, properties, system);
     let size = msg.size();
     if size > MAX_MESSAGE_SIZE {
         return Err(IngestError::TooLarge {
@@ -119,6 +121,17 @@ pub fn ingest(
         });
     }
     Ok(msg)
+}
+
+/// Sets or replaces a system property (names compared case-insensitively, as on the message).
+fn set(system: &mut Vec<(String, String)>, name: &str, value: String) {
+    match system
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        Some(slot) => slot.1 = value,
+        None => system.push((name.to_owned(), value)),
+    }
 }
 
 /// The property bag for delivering `msg` to a module input or upstream: mapped system properties
@@ -138,22 +151,83 @@ pub fn outbound_bag(msg: &EdgeMessage) -> PropertyBag {
     bag
 }
 
+/// Writes `k=v` pairs percent-encoded, `&`-separated, straight into a topic.
+struct BagWriter<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> BagWriter<'a> {
+    fn new(out: &'a mut String) -> Self {
+        Self { out, first: true }
+    }
+
+    fn pair(&mut self, key: &str, value: &str) {
+        if !self.first {
+            self.out.push('&');
+        }
+        self.first = false;
+        self.out.push_str(&encode_component(key));
+        self.out.push('=');
+        self.out.push_str(&encode_component(value));
+    }
+
+    fn application(&mut self, msg: &EdgeMessage) {
+        for (k, v) in &msg.properties {
+            self.pair(k, v.as_deref().unwrap_or_default());
+        }
+    }
+}
+
 /// The topic that delivers `msg` to `input` of module `module` on device `device`. Always ends
 /// the input name with `/`: Node's matcher needs it.
 pub fn input_topic(device: &str, module: &str, input: &str, msg: &EdgeMessage) -> String {
-    let mut topic = format!("devices/{device}/modules/{module}/inputs/{input}/");
-    outbound_bag(msg).write_to(&mut topic);
+    let mut topic = String::with_capacity(64 + device.len() + module.len() + input.len() + 160);
+    write_input_topic(&mut topic, device, module, input, msg);
     topic
+}
+
+/// As [`input_topic`], appending to `topic`.
+pub fn write_input_topic(
+    topic: &mut String,
+    device: &str,
+    module: &str,
+    input: &str,
+    msg: &EdgeMessage,
+) {
+    for part in [
+        "devices/",
+        device,
+        "/modules/",
+        module,
+        "/inputs/",
+        input,
+        "/",
+    ] {
+        topic.push_str(part);
+    }
+    let mut bag = BagWriter::new(topic);
+    for (name, value) in &msg.system_properties {
+        if let Some(key) = wire_key(name) {
+            bag.pair(key, value);
+        }
+    }
+    bag.application(msg);
 }
 
 /// The topic that sends `msg` upstream on behalf of its original sender.
 pub fn upstream_topic(msg: &EdgeMessage) -> Option<String> {
     let device = msg.system(sysprop::CONNECTION_DEVICE_ID)?;
-    let mut topic = match msg.system(sysprop::CONNECTION_MODULE_ID) {
-        Some(m) => format!("devices/{device}/modules/{m}/messages/events/"),
-        None => format!("devices/{device}/messages/events/"),
-    };
-    let mut bag = PropertyBag::default();
+    let module = msg.system(sysprop::CONNECTION_MODULE_ID);
+    let mut topic = String::with_capacity(64 + device.len() + 200);
+    topic.push_str("devices/");
+    topic.push_str(device);
+    if let Some(m) = module {
+        topic.push_str("/modules/");
+        topic.push_str(m);
+    }
+    topic.push_str("/messages/events/");
+    let mut bag = BagWriter::new(&mut topic);
     for (name, value) in &msg.system_properties {
         // Upstream the cloud sets the connection ids from the connection itself; the output name
         // goes back on the wire as `$.on` so cloud routes see it.
@@ -163,13 +237,10 @@ pub fn upstream_topic(msg: &EdgeMessage) -> Option<String> {
             other => wire_key(other),
         };
         if let Some(key) = key {
-            bag.push(key, value.clone());
+            bag.pair(key, value);
         }
     }
-    for (k, v) in &msg.properties {
-        bag.push(k.clone(), v.clone().unwrap_or_default());
-    }
-    bag.write_to(&mut topic);
+    bag.application(msg);
     Some(topic)
 }
 

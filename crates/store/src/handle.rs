@@ -4,6 +4,12 @@
 //! has queued up while it was busy (up to the batch limits), applies it in one transaction,
 //! commits with one fsync, and only then answers each caller. There is no timer: when the writer
 //! is idle a lone append commits at once; under load batches grow by themselves.
+//!
+//! Two ways to append: [`StoreHandle::append`] waits for room in the queue of pending operations
+//! and then for the commit; [`StoreHandle::submit_append`] hands the message over at once,
+//! synchronously, and calls back from the writer after the commit. Submitting is what a broker
+//! wants: the order of `submit_append` calls is the order of the messages in every queue, with no
+//! task between the connection and the store, and the PUBACK leaves from the callback.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,7 +19,7 @@ use std::thread;
 use std::time::Instant;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -21,7 +27,7 @@ use crate::error::{
     AckError, AppendError, EndpointError, KvError, OpenError, PeekError, StorageError,
 };
 use crate::kv::{KvQueue, KvTable, KvWrite};
-use crate::message::{Appended, NewMessage, Offset, PeekOptions, Peeked};
+use crate::message::{Appended, NewMessage, Offset, PeekOptions, Peeked, ReadCursor};
 use crate::reader::Reader;
 use crate::stats::StoreStats;
 use crate::store::Store;
@@ -37,7 +43,10 @@ pub struct StoreHandle {
 }
 
 struct Inner {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Room in the queue of pending operations (`Config::pending_capacity`); awaiting writers
+    /// hold a permit until the writer takes their operation.
+    room: Arc<Semaphore>,
     reader: Reader,
     shared: Arc<Shared>,
     writer: Mutex<Option<thread::JoinHandle<()>>>,
@@ -69,7 +78,8 @@ impl StoreHandle {
 
     /// Starts a writer thread for an open store.
     pub fn spawn(store: Store) -> Self {
-        let (commands, receiver) = mpsc::channel(store.config().pending_capacity.max(1));
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(store.config().pending_capacity.max(1)));
         let shared = Arc::new(Shared {
             stats: Mutex::new(store.stats()),
             watchers: Mutex::new(HashMap::new()),
@@ -85,6 +95,7 @@ impl StoreHandle {
         Self {
             inner: Arc::new(Inner {
                 commands,
+                room,
                 reader,
                 shared,
                 writer: Mutex::new(writer),
@@ -98,6 +109,28 @@ impl StoreHandle {
         self.send(Request::Append(message), Reply::Append(reply))
             .await?;
         answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Hands `message` to the writer now and calls `done` from the writer thread once its commit
+    /// returned (or failed). Messages submitted one after another are appended in that order.
+    ///
+    /// Unlike [`StoreHandle::append`] this never waits for room in the queue of pending
+    /// operations: the caller bounds how many submissions it has outstanding (a broker's
+    /// window of unacknowledged PUBLISHes does). `done` runs on the writer thread, so it must be
+    /// quick and must not block (completing a oneshot or a channel send is right).
+    pub fn submit_append(
+        &self,
+        message: NewMessage,
+        done: impl FnOnce(Result<Appended, AppendError>) + Send + 'static,
+    ) {
+        let command = Command {
+            request: Request::Append(message),
+            reply: Reply::Callback(Box::new(done)),
+            room: None,
+        };
+        if let Err(mpsc::error::SendError(command)) = self.inner.commands.send(command) {
+            command.reply.fail(&StorageError::Closed);
+        }
     }
 
     /// Acknowledges offsets of an endpoint (see [`Tx::ack`]); resolves once committed.
@@ -204,14 +237,38 @@ impl StoreHandle {
         let peeked = tokio::task::spawn_blocking(move || reader.peek(&endpoint, options))
             .await
             .map_err(|_| StorageError::Closed)??;
-        if peeked.skipped_expired > 0 {
+        self.sweep_if_expired(&peeked);
+        Ok(peeked)
+    }
+
+    /// As [`StoreHandle::peek`], leaving out what `cursor` covers (see [`Reader::peek_past`]).
+    pub async fn peek_past(
+        &self,
+        endpoint: impl Into<String>,
+        options: PeekOptions,
+        cursor: ReadCursor,
+    ) -> Result<Peeked, PeekError> {
+        let reader = self.inner.reader.clone();
+        let endpoint = endpoint.into();
+        let peeked =
+            tokio::task::spawn_blocking(move || reader.peek_past(&endpoint, options, &cursor))
+                .await
+                .map_err(|_| StorageError::Closed)??;
+        self.sweep_if_expired(&peeked);
+        Ok(peeked)
+    }
+
+    fn sweep_if_expired(&self, peeked: &Peeked) {
+        if peeked.skipped_expired > 0
+            && let Ok(room) = self.inner.room.clone().try_acquire_owned()
+        {
             // Best effort: if the writer is busy, the next write sweeps anyway.
-            let _ = self.inner.commands.try_send(Command {
+            let _ = self.inner.commands.send(Command {
                 request: Request::Sweep,
                 reply: Reply::None,
+                room: Some(room),
             });
         }
-        Ok(peeked)
     }
 
     /// Synchronous reads: key-value lookups, counters, peeks from blocking code.
@@ -256,10 +313,20 @@ impl StoreHandle {
     }
 
     async fn send(&self, request: Request, reply: Reply) -> Result<(), StorageError> {
+        let room = self
+            .inner
+            .room
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StorageError::Closed)?;
         self.inner
             .commands
-            .send(Command { request, reply })
-            .await
+            .send(Command {
+                request,
+                reply,
+                room: Some(room),
+            })
             .map_err(|_| StorageError::Closed)
     }
 }
@@ -288,7 +355,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Command {
     request: Request,
     reply: Reply,
+    /// Released when the writer takes the operation (none for submitted appends).
+    room: Option<OwnedSemaphorePermit>,
 }
+
+/// What [`StoreHandle::submit_append`] calls once the append is committed or failed.
+type AppendCallback = Box<dyn FnOnce(Result<Appended, AppendError>) + Send>;
 
 enum Request {
     Append(NewMessage),
@@ -344,6 +416,7 @@ enum Outcome {
 
 enum Reply {
     Append(oneshot::Sender<Result<Appended, AppendError>>),
+    Callback(AppendCallback),
     Ack(oneshot::Sender<Result<u64, AckError>>),
     Endpoint(oneshot::Sender<Result<bool, EndpointError>>),
     Purge(oneshot::Sender<Result<u64, StorageError>>),
@@ -357,6 +430,7 @@ impl Reply {
     fn send(self, outcome: Outcome, effects: &Effects) {
         match (self, outcome) {
             (Reply::Append(tx), Outcome::Append(r)) => drop(tx.send(r)),
+            (Reply::Callback(done), Outcome::Append(r)) => done(r),
             (Reply::Ack(tx), Outcome::Ack(r)) => drop(tx.send(r)),
             (Reply::Endpoint(tx), Outcome::Endpoint(r)) => drop(tx.send(r)),
             (Reply::Purge(tx), Outcome::Purge(r)) => drop(tx.send(r.map(|()| effects.expired))),
@@ -371,6 +445,7 @@ impl Reply {
         let e = error.clone();
         match self {
             Reply::Append(tx) => drop(tx.send(Err(e.into()))),
+            Reply::Callback(done) => done(Err(e.into())),
             Reply::Ack(tx) => drop(tx.send(Err(e.into()))),
             Reply::Endpoint(tx) => drop(tx.send(Err(e.into()))),
             Reply::Purge(tx) => drop(tx.send(Err(e))),
@@ -381,19 +456,21 @@ impl Reply {
     }
 }
 
-fn run_writer(mut store: Store, mut commands: mpsc::Receiver<Command>, shared: &Shared) {
+fn run_writer(mut store: Store, mut commands: mpsc::UnboundedReceiver<Command>, shared: &Shared) {
     let config = store.config().clone();
-    while let Some(first) = commands.blocking_recv() {
+    while let Some(mut first) = commands.blocking_recv() {
         let started = Instant::now();
         let mut bytes = first.request.payload_len();
+        first.room = None;
         let mut batch = vec![first];
         while batch.len() < config.max_batch_ops
             && bytes < config.max_batch_bytes
             && started.elapsed() < config.max_batch_time
         {
             match commands.try_recv() {
-                Ok(command) => {
+                Ok(mut command) => {
                     bytes += command.request.payload_len();
+                    command.room = None;
                     batch.push(command);
                 }
                 Err(_) => break,

@@ -64,7 +64,8 @@ pub use error::{
 pub use handle::{StoreHandle, WriterStats};
 pub use kv::{KvQueue, KvTable, KvWrite};
 pub use message::{
-    Appended, DEFAULT_PRIORITY, Delivery, NewMessage, Offset, PeekOptions, Peeked, Target,
+    Appended, DEFAULT_PRIORITY, Delivery, NewMessage, Offset, PeekOptions, Peeked, ReadCursor,
+    Target,
 };
 pub use reader::Reader;
 pub use records::{

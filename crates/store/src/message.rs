@@ -5,6 +5,7 @@
 //! arrival, so a reference's position in its queue is an [`Offset`] `(priority, seq)`, where `seq`
 //! is the message's store-wide arrival number.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -170,6 +171,51 @@ impl PeekOptions {
     pub const fn after(mut self, offset: Offset) -> Self {
         self.after = Some(offset);
         self
+    }
+}
+
+/// How far a consumer has read each priority of an endpoint queue. A peek past a cursor
+/// ([`Reader::peek_past`](crate::Reader::peek_past)) returns only messages after it, in queue
+/// order, so a consumer can keep reading while earlier deliveries still wait for their
+/// acknowledgement, and a message of a more urgent priority that arrives meanwhile is still
+/// read first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadCursor {
+    last: BTreeMap<u32, u64>,
+}
+
+impl ReadCursor {
+    /// A cursor before everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `offset` has been read.
+    pub fn advance(&mut self, offset: Offset) {
+        let last = self.last.entry(offset.priority).or_insert(offset.seq);
+        *last = (*last).max(offset.seq);
+    }
+
+    /// True when `offset` lies at or before the cursor of its priority.
+    pub fn covers(&self, offset: Offset) -> bool {
+        self.last
+            .get(&offset.priority)
+            .is_some_and(|&last| offset.seq <= last)
+    }
+
+    /// The last seq read at `priority`, if any.
+    pub fn last(&self, priority: u32) -> Option<u64> {
+        self.last.get(&priority).copied()
+    }
+
+    /// Forgets everything: the next peek starts at the head of the queue.
+    pub fn reset(&mut self) {
+        self.last.clear();
+    }
+
+    /// True when nothing has been read.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
     }
 }
 

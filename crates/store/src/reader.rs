@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::clock::{Clock, Timestamp};
 use crate::error::{During, KvError, PeekError, StorageError};
 use crate::kv::{KvQueue, KvTable, decode};
-use crate::message::{Delivery, Offset, PeekOptions, Peeked};
+use crate::message::{Delivery, Offset, PeekOptions, Peeked, ReadCursor};
 use crate::stats::{EndpointStats, StoreStats};
 use crate::tables::{ENDPOINTS, MESSAGES, MessageRecord, QUEUES, STORE_META, meta_keys};
 use crate::transaction::{kv_queue, kv_table};
@@ -46,6 +46,27 @@ impl Reader {
     /// Reads messages of `endpoint` in delivery order (priority, then arrival) without removing
     /// them. Messages whose TTL has passed are skipped, never returned.
     pub fn peek(&self, endpoint: &str, options: PeekOptions) -> Result<Peeked, PeekError> {
+        self.peek_inner(endpoint, options, None)
+    }
+
+    /// As [`Reader::peek`], leaving out every message `cursor` covers (already read, typically
+    /// still waiting for its acknowledgement); `options.after` is ignored. The scan seeks past
+    /// each priority's cursor, so skipping a long window of messages in flight costs one seek.
+    pub fn peek_past(
+        &self,
+        endpoint: &str,
+        options: PeekOptions,
+        cursor: &ReadCursor,
+    ) -> Result<Peeked, PeekError> {
+        self.peek_inner(endpoint, options, Some(cursor))
+    }
+
+    fn peek_inner(
+        &self,
+        endpoint: &str,
+        options: PeekOptions,
+        cursor: Option<&ReadCursor>,
+    ) -> Result<Peeked, PeekError> {
         let txn = self.begin()?;
         let err = "read queue";
         let endpoints = txn.open_table(ENDPOINTS).during(err)?;
@@ -59,44 +80,56 @@ impl Reader {
         let queues = txn.open_table(QUEUES).during(err)?;
         let messages = txn.open_table(MESSAGES).during(err)?;
         let now = self.clock.now();
-        let start = match options.after {
-            Some(after) => Bound::Excluded((id, after.priority, after.seq)),
-            None => Bound::Included((id, 0, 0)),
+        let mut start = match (cursor, options.after) {
+            (None, Some(after)) => Bound::Excluded((id, after.priority, after.seq)),
+            _ => Bound::Included((id, 0, 0)),
         };
         let mut peeked = Peeked::default();
         let mut bytes = 0usize;
-        for entry in queues
-            .range((start, Bound::Included((id, u32::MAX, u64::MAX))))
-            .during(err)?
-        {
-            if peeked.deliveries.len() >= options.max_messages {
-                break;
+        'scan: loop {
+            for entry in queues
+                .range((start, Bound::Included((id, u32::MAX, u64::MAX))))
+                .during(err)?
+            {
+                if peeked.deliveries.len() >= options.max_messages {
+                    break 'scan;
+                }
+                let (key, entry) = entry.during(err)?;
+                let (_, priority, seq) = key.value();
+                if let Some(last) = cursor.and_then(|c| c.last(priority))
+                    && seq <= last
+                {
+                    // Seek past what this priority has already read, then go on scanning.
+                    start = Bound::Excluded((id, priority, last));
+                    continue 'scan;
+                }
+                let entry = entry.value();
+                if entry.is_expired(now) {
+                    peeked.skipped_expired += 1;
+                    continue;
+                }
+                let size = entry.size as usize;
+                if !peeked.deliveries.is_empty() && bytes.saturating_add(size) > options.max_bytes {
+                    break 'scan;
+                }
+                let payload =
+                    messages
+                        .get(seq)
+                        .during(err)?
+                        .ok_or_else(|| StorageError::Inconsistent {
+                            detail: format!(
+                                "endpoint {endpoint:?} references missing message {seq}"
+                            ),
+                        })?;
+                bytes += size;
+                peeked.deliveries.push(Delivery {
+                    offset: Offset::new(priority, seq),
+                    enqueued_at: Timestamp::from_unix_millis(entry.enqueued_at),
+                    expires_at: entry.expiry(),
+                    payload: Bytes::copy_from_slice(MessageRecord::new(payload.value()).payload()),
+                });
             }
-            let (key, entry) = entry.during(err)?;
-            let (_, priority, seq) = key.value();
-            let entry = entry.value();
-            if entry.is_expired(now) {
-                peeked.skipped_expired += 1;
-                continue;
-            }
-            let size = entry.size as usize;
-            if !peeked.deliveries.is_empty() && bytes.saturating_add(size) > options.max_bytes {
-                break;
-            }
-            let payload =
-                messages
-                    .get(seq)
-                    .during(err)?
-                    .ok_or_else(|| StorageError::Inconsistent {
-                        detail: format!("endpoint {endpoint:?} references missing message {seq}"),
-                    })?;
-            bytes += size;
-            peeked.deliveries.push(Delivery {
-                offset: Offset::new(priority, seq),
-                enqueued_at: Timestamp::from_unix_millis(entry.enqueued_at),
-                expires_at: entry.expiry(),
-                payload: Bytes::copy_from_slice(MessageRecord::new(payload.value()).payload()),
-            });
+            break;
         }
         Ok(peeked)
     }

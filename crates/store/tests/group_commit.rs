@@ -98,6 +98,55 @@ async fn refused_append_gets_its_own_error_while_others_commit() {
 }
 
 #[tokio::test]
+async fn submitted_appends_keep_their_order_and_call_back_after_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, &clock());
+    store.add_endpoint("a").await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..200 {
+        let tx = tx.clone();
+        let endpoint = if i == 100 { "nowhere" } else { "a" };
+        store.submit_append(message(format!("m{i:03}"), endpoint), move |r| {
+            let _ = tx.send((i, r));
+        });
+    }
+    drop(tx);
+    let mut outcomes = Vec::new();
+    while let Some((i, r)) = rx.recv().await {
+        if let Ok(appended) = &r {
+            // Committed when the callback runs: a reader sees it.
+            let queued = store
+                .peek("a", PeekOptions::head(usize::MAX))
+                .await
+                .unwrap();
+            assert!(
+                queued
+                    .deliveries
+                    .iter()
+                    .any(|d| d.offset.seq == appended.seq),
+                "message {i} answered before its commit"
+            );
+        }
+        outcomes.push((i, r.is_ok()));
+    }
+    assert_eq!(outcomes.len(), 200, "every submission is answered once");
+    assert!(outcomes.iter().all(|&(i, ok)| ok == (i != 100)));
+    let stored: Vec<String> = store
+        .peek("a", PeekOptions::head(usize::MAX))
+        .await
+        .unwrap()
+        .deliveries
+        .iter()
+        .map(|d| String::from_utf8(d.payload.to_vec()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..200)
+        .filter(|&i| i != 100)
+        .map(|i| format!("m{i:03}"))
+        .collect();
+    assert_eq!(stored, expected, "queue order is submission order");
+}
+
+#[tokio::test]
 async fn consumer_reads_acks_and_is_woken_by_new_messages() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, &clock());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{TestStore, at};
 use ironedge_store::{
     AckError, AppendError, Config, EndpointError, NewMessage, Offset, OpenError, PeekError,
-    PeekOptions, QuotaPolicy, Store, Target,
+    PeekOptions, QuotaPolicy, ReadCursor, Store, Target,
 };
 
 #[test]
@@ -99,6 +99,45 @@ fn peek_respects_count_byte_limit_and_cursor() {
         one_big.deliveries.len(),
         1,
         "one message is returned even if over the limit"
+    );
+}
+
+#[test]
+fn peek_past_a_cursor_skips_what_was_read_and_still_reads_a_more_urgent_priority_first() {
+    let mut t = TestStore::with_endpoints(Config::default(), &["e"]);
+    for p in ["low-1", "low-2", "low-3"] {
+        t.append(p, vec![at("e", 5)]);
+    }
+    let reader = t.store().reader();
+    let mut cursor = ReadCursor::new();
+    let first = reader
+        .peek_past("e", PeekOptions::head(2), &cursor)
+        .unwrap()
+        .deliveries;
+    for d in &first {
+        cursor.advance(d.offset);
+    }
+    assert!(cursor.covers(first[1].offset) && !cursor.is_empty());
+    // Read but not acknowledged: a more urgent message that arrives now comes before low-3.
+    t.append("high-1", vec![at("e", 0)]);
+    let reader = t.store().reader();
+    let next: Vec<String> = reader
+        .peek_past("e", PeekOptions::head(10), &cursor)
+        .unwrap()
+        .deliveries
+        .iter()
+        .map(|d| String::from_utf8(d.payload.to_vec()).unwrap())
+        .collect();
+    assert_eq!(next, ["high-1", "low-3"]);
+    cursor.reset();
+    assert_eq!(
+        reader
+            .peek_past("e", PeekOptions::head(10), &cursor)
+            .unwrap()
+            .deliveries
+            .len(),
+        4,
+        "a reset cursor reads from the head again"
     );
 }
 

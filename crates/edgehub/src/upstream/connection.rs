@@ -1,7 +1,7 @@
 //! One upstream MQTT connection for one identity, with its reconnect loop.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +35,10 @@ struct Acks {
 pub struct Connection {
     identity: Identity,
     connected: watch::Sender<bool>,
+    /// True once an attempt failed or a connection was lost, until the next CONNACK.
+    down: AtomicBool,
+    /// The link's change counter, bumped on every state change of this connection.
+    link_changed: Arc<watch::Sender<u64>>,
     client: Mutex<Option<AsyncClient>>,
     /// Keeps "remember the ack slot, then queue the publish" atomic so slots match packet ids.
     order: tokio::sync::Mutex<()>,
@@ -74,12 +78,15 @@ impl Connection {
         settings: UpstreamSettings,
         tokens: Arc<dyn TokenSource>,
         events: mpsc::Sender<UpstreamEvent>,
+        link_changed: Arc<watch::Sender<u64>>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (connected, _) = watch::channel(false);
         let conn = Arc::new(Self {
             identity,
             connected,
+            down: AtomicBool::new(false),
+            link_changed,
             client: Mutex::new(None),
             order: tokio::sync::Mutex::new(()),
             acks: Mutex::new(Acks::default()),
@@ -102,12 +109,41 @@ impl Connection {
         *self.connected.borrow()
     }
 
+    /// True when the last attempt failed or the connection was lost (not while the first
+    /// attempt is still under way).
+    pub fn is_known_down(&self) -> bool {
+        !self.is_connected() && self.down.load(Ordering::Relaxed)
+    }
+
     /// Waits until connected, or until `timeout` passes.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let mut rx = self.connected.subscribe();
         tokio::time::timeout(timeout, rx.wait_for(|c| *c))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until connected or known down, for at most `timeout`; true when connected.
+    pub async fn wait_settled(&self, timeout: Duration) -> bool {
+        if self.is_connected() || self.is_known_down() {
+            return self.is_connected();
+        }
+        let mut changes = self.link_changed.subscribe();
+        let settled = async {
+            while !self.is_connected() && !self.is_known_down() {
+                if changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, settled).await;
+        self.is_connected()
+    }
+
+    fn set_state(&self, connected: bool) {
+        self.down.store(!connected, Ordering::Relaxed);
+        self.connected.send_replace(connected);
+        self.link_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn client(&self) -> Result<AsyncClient, UpstreamError> {
@@ -337,6 +373,7 @@ async fn run(
         let expiry = unix_now() + settings.token_ttl.as_secs();
         let Some(token) = tokens.token(&conn.identity, &settings.hub_host_name, expiry) else {
             tracing::warn!(identity = %conn.identity, "no key to sign an upstream token; retrying later");
+            conn.set_state(false);
             if sleep_or_shutdown(&mut backoff, &shutdown).await {
                 break;
             }
@@ -364,7 +401,7 @@ async fn run(
                     for filter in filters {
                         let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
                     }
-                    conn.connected.send_replace(true);
+                    conn.set_state(true);
                     tracing::info!(identity = %conn.identity, "upstream connected");
                     let _ = events
                         .send(UpstreamEvent::Connected(conn.identity.clone()))
@@ -382,8 +419,8 @@ async fn run(
                 }
             }
         }
-        conn.connected.send_replace(false);
         conn.fail_in_flight();
+        conn.set_state(false);
         if was_connected {
             let _ = events
                 .send(UpstreamEvent::Disconnected(conn.identity.clone()))

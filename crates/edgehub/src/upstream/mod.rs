@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ironedge_protocol::Identity;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Where and how to reach the cloud hub.
@@ -151,6 +151,8 @@ struct Inner {
     tokens: Arc<dyn TokenSource>,
     events: mpsc::Sender<UpstreamEvent>,
     connections: Mutex<HashMap<Identity, Arc<Connection>>>,
+    /// Bumped whenever a connection comes up, goes down or fails an attempt.
+    changed: Arc<watch::Sender<u64>>,
     shutdown: CancellationToken,
 }
 
@@ -176,6 +178,7 @@ impl UpstreamLink {
                 tokens,
                 events,
                 connections: Mutex::new(HashMap::new()),
+                changed: Arc::new(watch::channel(0).0),
                 shutdown,
             }),
         }
@@ -194,6 +197,7 @@ impl UpstreamLink {
                     self.inner.settings.clone(),
                     self.inner.tokens.clone(),
                     self.inner.events.clone(),
+                    self.inner.changed.clone(),
                     self.inner.shutdown.child_token(),
                 )
             })
@@ -216,6 +220,21 @@ impl UpstreamLink {
             Err(poisoned) => poisoned.into_inner(),
         };
         map.values().filter(|c| c.is_connected()).count()
+    }
+
+    /// True when the cloud is known to be unreachable right now: no connection is up and at
+    /// least one has tried and failed since the last one was up.
+    pub fn is_known_down(&self) -> bool {
+        let map = match self.inner.connections.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        !map.values().any(|c| c.is_connected()) && map.values().any(|c| c.is_known_down())
+    }
+
+    /// A receiver that changes whenever any connection comes up, goes down or fails to connect.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.inner.changed.subscribe()
     }
 
     /// Settings in use.
