@@ -364,19 +364,29 @@ fn clone_ca(ca: &CertificateAuthority) -> Result<CertificateAuthority> {
 
 async fn load_or_create(secrets: &Api<Secret>, settings: &CertificateSettings) -> Result<CaState> {
     if let Some(name) = &settings.ca_secret {
-        let secret = secrets.get(name).await?;
-        let stored = |reason: &str| Error::Stored {
-            kind: "Secret",
-            name: name.clone(),
-            reason: reason.to_string(),
+        // The operator's Secret: the agent never rewrites it, so the remedy is theirs.
+        let unusable = |reason: String| {
+            Error::Provisioning(format!(
+                "edge CA Secret {name:?} (--edge-ca-secret) {reason}; give it the CA chain and \
+                 key as tls.crt and tls.key (`kubectl create secret tls {name} --cert=ca-chain.pem \
+                 --key=ca-key.pem`), or leave the flag out and the agent generates a CA"
+            ))
+        };
+        let secret = match secrets.get(name).await {
+            Ok(secret) => secret,
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(unusable("does not exist in the namespace".into()));
+            }
+            Err(e) => return Err(e.into()),
         };
         let chain = secret_text(&secret, "tls.crt")
             .or_else(|| secret_text(&secret, CA_CERT))
-            .ok_or_else(|| stored("it has neither tls.crt nor ca.crt"))?;
+            .ok_or_else(|| unusable("has neither tls.crt nor ca.crt".into()))?;
         let key = secret_text(&secret, "tls.key")
             .or_else(|| secret_text(&secret, CA_KEY))
-            .ok_or_else(|| stored("it has neither tls.key nor ca.key"))?;
-        let signing = CertificateAuthority::from_pem(&chain, &key)?;
+            .ok_or_else(|| unusable("has neither tls.key nor ca.key".into()))?;
+        let signing = CertificateAuthority::from_pem(&chain, &key)
+            .map_err(|e| unusable(format!("is not a usable CA: {e}")))?;
         return Ok(CaState {
             signing,
             next: None,

@@ -142,3 +142,61 @@ async fn verifies(
     let ok = connector.connect(name, tcp).await.is_ok();
     ok && serve.await.unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operators_intermediate_ca_from_a_secret_signs_and_its_root_is_the_trust_bundle() {
+    let admin = admin().await;
+    let ns = TestNamespace::new(&admin).await;
+    let hub = TestHub::start().await;
+    let cs = hub.edge_device("opca-dev").await;
+    let now = jiff::Timestamp::now();
+    let root = ironedge_pki::CertificateAuthority::new_root(
+        "operator root",
+        now + jiff::SignedDuration::from_hours(24 * 60),
+    )
+    .unwrap();
+    let edge_ca = root
+        .new_intermediate(
+            "operator edge CA",
+            now + jiff::SignedDuration::from_hours(24 * 30),
+        )
+        .unwrap();
+    let secrets: Api<Secret> = ns.api();
+    let given: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "operator-ca"}, "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": edge_ca.chain_pem(), "tls.key": edge_ca.key_pem()}}))
+    .unwrap();
+    secrets
+        .create(&kube::api::PostParams::default(), &given)
+        .await
+        .unwrap();
+    let options = AgentOptions {
+        certificates: Some(CertificateSettings {
+            ca_secret: Some("operator-ca".into()),
+            ..CertificateSettings::default()
+        }),
+        ..AgentOptions::default()
+    };
+    let agent = RunningAgent::start_with(&admin, &ns.name, &hub, &cs, options).await;
+
+    let published = bundle(&admin, &ns.name).await;
+    assert!(published.contains(root.cert_pem().trim()), "{published}");
+    let trust_root_only = ironedge_pki::client_config(root.cert_pem(), None).unwrap();
+    let hub_chain = text(
+        &secrets.get("ironedge-edgehub-tls").await.unwrap(),
+        "tls.crt",
+    );
+    assert!(verifies(&trust_root_only, &hub_chain, &secrets).await);
+    assert!(
+        secrets.get_opt("ironedge-edge-ca").await.unwrap().is_none(),
+        "no CA of the agent's own"
+    );
+    let kept = secrets.get("operator-ca").await.unwrap();
+    assert_eq!(
+        text(&kept, "tls.crt"),
+        edge_ca.chain_pem(),
+        "the operator's Secret is untouched"
+    );
+    agent.stop().await;
+    ns.delete().await;
+}
