@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use ironedge_protocol::{merge, merge_with_metadata};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -195,7 +196,7 @@ impl Twin {
         let mut change = TwinChange::default();
         if let Some(tags) = patch.tags.as_ref().filter(|t| !t.is_empty()) {
             validate_patch("tags", tags)?;
-            merge_plain(&mut next.tags, tags);
+            merge(&mut next.tags, tags);
             check_size("tags", &next.tags, MAX_TAGS_BYTES)?;
             change.tags_changed = true;
         }
@@ -403,65 +404,6 @@ fn stamp(now: &str, version: Option<u64>) -> Map<String, Value> {
         m.insert("$lastUpdatedVersion".into(), json!(v));
     }
     m
-}
-
-/// Merge-patch `patch` into `props`, keeping `meta` (the `$metadata` mirror) in step.
-fn merge_with_metadata(
-    props: &mut Map<String, Value>,
-    meta: &mut Map<String, Value>,
-    patch: &Map<String, Value>,
-    stamp: &Map<String, Value>,
-) {
-    for (k, v) in patch {
-        match (props.get_mut(k), v) {
-            (_, Value::Null) => {
-                props.remove(k);
-                meta.remove(k);
-            }
-            (Some(Value::Object(existing)), Value::Object(sub)) => {
-                let entry = meta
-                    .entry(k.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !entry.is_object() {
-                    *entry = Value::Object(Map::new());
-                }
-                if let Value::Object(sub_meta) = entry {
-                    merge_with_metadata(existing, sub_meta, sub, stamp);
-                }
-            }
-            _ => {
-                let value = strip_nulls(v);
-                meta.insert(k.clone(), metadata_for(&value, stamp));
-                props.insert(k.clone(), value);
-            }
-        }
-    }
-    meta.extend(stamp.clone());
-}
-
-fn metadata_for(v: &Value, stamp: &Map<String, Value>) -> Value {
-    let mut m = stamp.clone();
-    if let Value::Object(obj) = v {
-        for (k, child) in obj {
-            m.insert(k.clone(), metadata_for(child, stamp));
-        }
-    }
-    Value::Object(m)
-}
-
-/// Plain JSON merge-patch without metadata (tags, and building desired documents).
-pub fn merge_plain(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
-    for (k, v) in patch {
-        match (target.get_mut(k), v) {
-            (_, Value::Null) => {
-                target.remove(k);
-            }
-            (Some(Value::Object(existing)), Value::Object(sub)) => merge_plain(existing, sub),
-            _ => {
-                target.insert(k.clone(), strip_nulls(v));
-            }
-        }
-    }
 }
 
 fn strip_nulls(v: &Value) -> Value {

@@ -43,7 +43,8 @@ pub use error::{
 pub use identity::{Identity, Username, identity_from_connect};
 pub use key::{GENERATED_KEY_LEN, KeyPair, SymmetricKey};
 pub use merge_patch::{
-    MAX_DEPTH, MAX_KEY_BYTES, MAX_SAFE_INTEGER, MAX_STRING_BYTES, merge, validate,
+    MAX_DEPTH, MAX_KEY_BYTES, MAX_SAFE_INTEGER, MAX_STRING_BYTES, merge, merge_with_metadata,
+    validate,
 };
 pub use message::{Message, SYSTEM_PROPERTY_KEYS, SystemProperties};
 pub use property_bag::PropertyBag;

@@ -39,6 +39,49 @@ pub fn merge(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     }
 }
 
+/// [`merge`]s `patch` into `target` and keeps `metadata` (the `$metadata` mirror of `target`)
+/// in step: every key the patch sets, and every object on its path, gets the `stamp` fields
+/// (`$lastUpdated`, `$lastUpdatedVersion`), the top level too; deleted keys lose theirs.
+pub fn merge_with_metadata(
+    target: &mut Map<String, Value>,
+    metadata: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    stamp: &Map<String, Value>,
+) {
+    merge(target, patch);
+    touch_metadata(metadata, patch, stamp);
+    metadata.extend(stamp.clone());
+}
+
+fn touch_metadata(
+    meta: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    stamp: &Map<String, Value>,
+) {
+    for (k, v) in patch {
+        match v {
+            Value::Null => {
+                meta.remove(k);
+            }
+            Value::Object(child) => {
+                let entry = meta
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Map::new());
+                }
+                if let Value::Object(m) = entry {
+                    touch_metadata(m, child, stamp);
+                    m.extend(stamp.clone());
+                }
+            }
+            _ => {
+                meta.insert(k.clone(), Value::Object(stamp.clone()));
+            }
+        }
+    }
+}
+
 /// Validates a patch (or a whole section) against the twin rules; `path` names the section.
 pub fn validate(patch: &Map<String, Value>, path: &str) -> Result<(), TwinError> {
     validate_object(patch, path, 1)
@@ -141,6 +184,34 @@ mod tests {
             Value::Object(t),
             json!({"a": {"c": 2, "f": {"g": 1}}, "e": {"h": true}})
         );
+    }
+
+    #[test]
+    fn metadata_follows_the_merge_and_untouched_keys_keep_their_stamp() {
+        let old = obj(json!({"$lastUpdated": "t1"}));
+        let new = obj(json!({"$lastUpdated": "t2", "$lastUpdatedVersion": 3}));
+        let mut props = obj(json!({"a": {"b": 1, "c": 2}, "d": 3}));
+        let mut meta = obj(json!({
+            "$lastUpdated": "t1",
+            "a": {"$lastUpdated": "t1", "b": {"$lastUpdated": "t1"}, "c": {"$lastUpdated": "t1"}},
+            "d": {"$lastUpdated": "t1"}
+        }));
+        let patch = obj(json!({"a": {"b": null, "e": {"f": 1, "g": null}}, "d": null, "h": 5}));
+        merge_with_metadata(&mut props, &mut meta, &patch, &new);
+        assert_eq!(
+            Value::Object(props),
+            json!({"a": {"c": 2, "e": {"f": 1}}, "h": 5})
+        );
+        let stamp = Value::Object(new.clone());
+        let mut a = new.clone();
+        a.insert("c".into(), Value::Object(old.clone()));
+        let mut e = new.clone();
+        e.insert("f".into(), stamp.clone());
+        a.insert("e".into(), Value::Object(e));
+        let mut want = new.clone();
+        want.insert("a".into(), Value::Object(a));
+        want.insert("h".into(), stamp);
+        assert_eq!(meta, want);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Patches are validated in full before anything changes, so a bad patch leaves the twin as it was.
 
 use crate::error::TwinError;
-use crate::merge_patch::{merge, validate};
+use crate::merge_patch::{merge, merge_with_metadata, validate};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use jiff::Timestamp;
@@ -83,14 +83,12 @@ impl TwinSection {
     pub fn apply_patch(&mut self, patch: &Value, now: Timestamp) -> Result<u64, TwinError> {
         let patch = strip_reserved(as_object(patch)?);
         validate(&patch, &format!("properties.{}", self.section.name()))?;
-        let mut merged = self.properties.clone();
-        merge(&mut merged, &patch);
-        check_size(self.section.name(), &merged, MAX_SECTION_BYTES)?;
-        self.properties = merged;
-        self.version += 1;
-        let stamp = self.stamp(now);
-        touch_metadata(&mut self.metadata, &patch, &stamp);
-        self.metadata.extend(stamp);
+        let mut next = self.clone();
+        next.version += 1;
+        let stamp = next.stamp(now);
+        merge_with_metadata(&mut next.properties, &mut next.metadata, &patch, &stamp);
+        check_size(self.section.name(), &next.properties, MAX_SECTION_BYTES)?;
+        *self = next;
         Ok(self.version)
     }
 
@@ -98,15 +96,13 @@ impl TwinSection {
     pub fn replace(&mut self, doc: &Value, now: Timestamp) -> Result<u64, TwinError> {
         let doc = strip_reserved(as_object(doc)?);
         validate(&doc, &format!("properties.{}", self.section.name()))?;
-        let mut properties = Map::new();
-        merge(&mut properties, &doc);
-        check_size(self.section.name(), &properties, MAX_SECTION_BYTES)?;
-        self.properties = properties;
-        self.version += 1;
-        let stamp = self.stamp(now);
-        self.metadata = Map::new();
-        touch_metadata(&mut self.metadata, &self.properties.clone(), &stamp);
-        self.metadata.extend(stamp);
+        let mut next = self.clone();
+        next.version += 1;
+        let stamp = next.stamp(now);
+        (next.properties, next.metadata) = (Map::new(), Map::new());
+        merge_with_metadata(&mut next.properties, &mut next.metadata, &doc, &stamp);
+        check_size(self.section.name(), &next.properties, MAX_SECTION_BYTES)?;
+        *self = next;
         Ok(self.version)
     }
 
@@ -286,37 +282,6 @@ fn check_size(
         return Err(TwinError::TooLarge { section, size, max });
     }
     Ok(())
-}
-
-/// Updates `$lastUpdated` for every key the patch touched, recursively; deletes metadata of
-/// deleted keys.
-fn touch_metadata(
-    meta: &mut Map<String, Value>,
-    patch: &Map<String, Value>,
-    stamp: &Map<String, Value>,
-) {
-    for (k, v) in patch {
-        match v {
-            Value::Null => {
-                meta.remove(k);
-            }
-            Value::Object(child) => {
-                let entry = meta
-                    .entry(k.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !entry.is_object() {
-                    *entry = Value::Object(Map::new());
-                }
-                if let Value::Object(m) = entry {
-                    touch_metadata(m, child, stamp);
-                    m.extend(stamp.clone());
-                }
-            }
-            _ => {
-                meta.insert(k.clone(), Value::Object(stamp.clone()));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -250,6 +250,6 @@ pub(crate) fn merged(
     patch: &Map<String, Value>,
 ) -> Map<String, Value> {
     let mut out = desired.clone();
-    twin::merge_plain(&mut out, patch);
+    ironedge_protocol::merge(&mut out, patch);
     out
 }

@@ -192,7 +192,7 @@ proptest! {
     #[test]
     fn applying_the_diff_of_old_and_new_gives_new(old in json_object(), new in json_object()) {
         let mut merged = old.clone();
-        merge_plain(&mut merged, &diff(&old, &new));
+        merge(&mut merged, &diff(&old, &new));
         prop_assert_eq!(merged, new);
     }
 
