@@ -297,6 +297,22 @@ pub struct EdgeDeploymentStatus {
     /// `ready/total` for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modules_ready: Option<String>,
+    /// Runtime status of the system modules, which the device chart runs (not the controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_modules: Option<SystemModulesStatus>,
+}
+
+/// Runtime status of `$edgeAgent` and `$edgeHub`, read from the pods the device chart runs
+/// (labelled `app.kubernetes.io/component=agent` and `=edgehub`), for the agent to report upstream.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemModulesStatus {
+    /// The edge agent (`$edgeAgent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_agent: Option<ModuleStatus>,
+    /// The edge hub (`$edgeHub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_hub: Option<ModuleStatus>,
 }
 
 /// A status condition in the usual Kubernetes shape.
@@ -483,7 +499,12 @@ mod tests {
         assert_eq!(columns, ["Device", "Modules", "Ready", "Age"]);
         let schema = serde_json::to_value(&version.schema).unwrap();
         let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
-        for field in ["observedGeneration", "conditions", "modules"] {
+        for field in [
+            "observedGeneration",
+            "conditions",
+            "modules",
+            "systemModules",
+        ] {
             assert!(status.get(field).is_some(), "status.{field} not declared");
         }
         let create_options = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["modules"]

@@ -2,8 +2,10 @@
 //! credentials that must become `kubernetes.io/dockerconfigjson` Secrets (they never enter the spec).
 //!
 //! The agent uses this before writing the EdgeDeployment, and `ironedge manifest render` uses it to
-//! print what a manifest becomes. `$edgeAgent` is not a module of the spec: the agent runs the
-//! controller and is installed with the device (Helm chart), so it must not manage itself.
+//! print what a manifest becomes. The system modules are not modules of the spec: the device chart
+//! installs the agent (which runs the controller, so it must not manage itself) and the edge hub
+//! (Deployment `ironedge-edgehub`, Service `edgehub`). What `$edgeHub` asks of the edge hub, its
+//! routes and store-and-forward settings, stays in the spec, where the edge hub reads it.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +17,6 @@ use crate::crd::{
     ModuleSpec, RestartPolicy, RouteSpec, StoreAndForwardSpec, WorkloadSpec,
 };
 use crate::names::{self, Rule};
-use crate::translate::env::EDGE_HUB;
 use crate::translate::registry::RegistryCredential;
 
 /// What the manifest does not say but the modules need: the device identity and where the
@@ -47,13 +48,11 @@ pub struct Converted {
 pub fn from_manifest(manifest: &Manifest, identity: &Identity) -> Converted {
     let agent = &manifest.edge_agent;
     let credentials = credentials(agent);
-    let mut modules = vec![module(EDGE_HUB, &agent.system_modules.edge_hub, identity)];
-    modules.extend(
-        agent
-            .modules
-            .iter()
-            .map(|(name, m)| module(name, m, identity)),
-    );
+    let modules = agent
+        .modules
+        .iter()
+        .map(|(name, m)| module(name, m, identity))
+        .collect();
     let spec = EdgeDeploymentSpec {
         device_id: identity.device_id.clone(),
         hub_host_name: identity.hub_host_name.clone(),
@@ -195,16 +194,10 @@ mod tests {
         let names: Vec<_> = spec.modules.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             names,
-            ["$edgeHub", "filter"],
-            "edgeAgent is not a module of the spec"
+            ["filter"],
+            "system modules are run by the device chart, not from the spec"
         );
-        let hub = &spec.modules[0];
-        assert_eq!(
-            (hub.restart_policy, hub.startup_order),
-            (RestartPolicy::Always, 0)
-        );
-        assert!(hub.create_options.as_ref().unwrap()["HostConfig"]["PortBindings"].is_object());
-        let filter = &spec.modules[1];
+        let filter = &spec.modules[0];
         assert_eq!(filter.image, "myacr.azurecr.io/filter:latest");
         assert_eq!(filter.status, DesiredStatus::Stopped);
         assert_eq!(filter.restart_policy, RestartPolicy::OnFailure);

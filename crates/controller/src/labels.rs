@@ -33,8 +33,27 @@ pub const ORIGINAL_VOLUME: &str = "ironedge.io/volume-name";
 pub const APPLIED_HASH: &str = "ironedge.io/applied-hash";
 /// Annotation on workloads naming their startupOrder group.
 pub const STARTUP_ORDER: &str = "ironedge.io/startup-order";
+/// Annotation on Jobs holding a hash of their pod template, which Kubernetes does not let change:
+/// a Job whose template hash differs is replaced instead of applied.
+pub const TEMPLATE_HASH: &str = "ironedge.io/template-hash";
+/// Annotation that exists only in the controller's caches, never on the server: a hash of the
+/// cached object's content before the caches strip it, so that drift is noticed without keeping
+/// whole objects in memory.
+pub const LIVE_FINGERPRINT: &str = "ironedge.io/live-fingerprint";
+
+/// `app.kubernetes.io/component`: names the device chart's components.
+pub const COMPONENT: &str = "app.kubernetes.io/component";
+/// [`COMPONENT`] of the edge agent's pods (the device chart's `ironedge-agent`).
+pub const COMPONENT_AGENT: &str = "agent";
+/// [`COMPONENT`] of the edge hub's pods (the device chart's `ironedge-edgehub`).
+pub const COMPONENT_EDGE_HUB: &str = "edgehub";
 
 /// The label selector every watch of the controller uses.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
+}
+
+/// The label selector of the system modules' pods, which the device chart runs.
+pub fn system_pod_selector() -> String {
+    format!("{PART_OF}={PART_OF_VALUE},{COMPONENT} in ({COMPONENT_AGENT},{COMPONENT_EDGE_HUB})")
 }

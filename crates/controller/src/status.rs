@@ -26,8 +26,10 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use crate::crd::{
     Condition, DesiredStatus, EdgeDeployment, EdgeDeploymentStatus, ModuleStatus, RuntimeStatus,
+    SystemModulesStatus,
 };
-use crate::translate::Desired;
+use crate::labels;
+use crate::translate::{Desired, EDGE_AGENT, EDGE_HUB};
 
 /// Condition type: every module is as desired.
 pub const READY: &str = "Ready";
@@ -231,7 +233,74 @@ pub fn compute(
         conditions: vec![ready, progressing, degraded],
         modules,
         modules_ready: Some(format!("{ready_count}/{}", desired.modules.len())),
+        // Read from the device chart's pods by the caller ([`system_modules`]), not from the spec.
+        system_modules: previous.system_modules,
     }
+}
+
+/// `$edgeAgent` and `$edgeHub` from the device chart's pods in the namespace (any
+/// [`labels::COMPONENT`] other than the two is ignored).
+pub fn system_modules(pods: &[&Pod]) -> SystemModulesStatus {
+    let of = |component: &str| -> Vec<&Pod> {
+        pods.iter()
+            .copied()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(labels::COMPONENT))
+                    .is_some_and(|c| c == component)
+            })
+            .collect()
+    };
+    SystemModulesStatus {
+        edge_agent: Some(system_module(
+            EDGE_AGENT,
+            labels::COMPONENT_AGENT,
+            &of(labels::COMPONENT_AGENT),
+        )),
+        edge_hub: Some(system_module(
+            EDGE_HUB,
+            labels::COMPONENT_EDGE_HUB,
+            &of(labels::COMPONENT_EDGE_HUB),
+        )),
+    }
+}
+
+/// Runtime status of one system module from its pods; its container is the one named after the
+/// component, or else the pod's first.
+fn system_module(id: &str, component: &str, pods: &[&Pod]) -> ModuleStatus {
+    let Some(pod) = current_pod(pods) else {
+        return ModuleStatus {
+            name: id.to_string(),
+            runtime_status: RuntimeStatus::Unknown,
+            description: Some(format!(
+                "no pod labelled {}={component} in the namespace (the ironedge-device chart runs it)",
+                labels::COMPONENT
+            )),
+            exit_code: None,
+            restart_count: 0,
+            last_start_time: None,
+            last_exit_time: None,
+            unsupported: Vec::new(),
+        };
+    };
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    let container = statuses
+        .iter()
+        .find(|c| c.name == component)
+        .or_else(|| statuses.first())
+        .map_or(component, |c| c.name.as_str());
+    let seen = ObservedModule {
+        deployment: None,
+        job: None,
+        pods: &[pod],
+    };
+    module_status(id, container, DesiredStatus::Running, &seen, false)
 }
 
 /// A condition that keeps the previous `lastTransitionTime` unless its status flips.

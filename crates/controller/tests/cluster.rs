@@ -20,13 +20,17 @@ fn spec(modules: Value) -> Value {
     json!({"deviceId": "dev-1", "hubHostName": "hub.example.net", "modules": modules})
 }
 
+/// A gateway module with published ports, the sensor, and `$edgeHub` as an agent that still lists
+/// it writes it (the device chart runs the edge hub: it gets no objects).
 fn hub_and_sensor(sensor_image: &str) -> Value {
     spec(json!([
-        {"name": "$edgeHub", "image": "ironedge/edgehub:1", "restartPolicy": "always",
+        {"name": "gateway", "image": "ironedge/gateway:1", "restartPolicy": "always",
          "createOptions": {"HostConfig": {"PortBindings": {"8883/tcp": [{"HostPort": "8883"}]}}}},
         {"name": "tempSensor", "image": sensor_image, "restartPolicy": "always",
          "env": {"MODE": "a"},
-         "createOptions": {"HostConfig": {"Binds": ["sensor-data:/data"]}}}
+         "createOptions": {"HostConfig": {"Binds": ["sensor-data:/data"]}}},
+        {"name": "$edgeHub", "image": "ironedge/edgehub:1", "restartPolicy": "always",
+         "createOptions": {"HostConfig": {"PortBindings": {"443/tcp": [{"HostPort": "443"}]}}}}
     ]))
 }
 
@@ -62,9 +66,9 @@ async fn created_edge_deployment_gets_every_object() {
         deployment.labels()["app.kubernetes.io/managed-by"],
         "ironedge-controller"
     );
-    wait_exists(&ns.api::<Deployment>(), "edgehub").await;
+    wait_exists(&ns.api::<Deployment>(), "gateway").await;
     wait_exists(&ns.api::<ServiceAccount>(), "tempsensor").await;
-    let service = wait_exists(&ns.api::<Service>(), "edgehub").await;
+    let service = wait_exists(&ns.api::<Service>(), "gateway").await;
     assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 8883);
     let claim = wait_exists(&ns.api::<PersistentVolumeClaim>(), "sensor-data").await;
     assert!(
@@ -82,8 +86,104 @@ async fn created_edge_deployment_gets_every_object() {
 
     let ed = wait_condition(&ns, "dev-1", "Progressing", "False").await;
     let status = ed.status.unwrap();
-    assert_eq!(status.modules.len(), 2);
+    assert_eq!(status.modules.len(), 2, "$edgeHub is no module of ours");
     assert_eq!(status.modules_ready.as_deref(), Some("0/2"));
+    for name in ["edgehub", "ironedge-edgehub"] {
+        assert!(
+            ns.api::<Deployment>()
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(ns.api::<Service>().get_opt(name).await.unwrap().is_none());
+        assert!(
+            ns.api::<ServiceAccount>()
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn system_module_status_comes_from_the_device_charts_pods() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client).await;
+    let _controller = RunningController::namespaced(&ns.name).await;
+    create_ed(&ns, "dev-1", hub_and_sensor("sensor:1")).await;
+    let ed = wait_condition(&ns, "dev-1", "Progressing", "False").await;
+    let system = ed.status.unwrap().system_modules.unwrap();
+    assert_eq!(
+        system.edge_hub.unwrap().runtime_status,
+        RuntimeStatus::Unknown,
+        "no chart pods yet"
+    );
+
+    // The chart's pods carry no label of ours: their changes alone must trigger a reconcile.
+    create_chart_pod(&ns, "agent").await;
+    create_chart_pod(&ns, "edgehub").await;
+    run_pod_selected(&client, &ns, "app.kubernetes.io/component=edgehub").await;
+    run_pod_selected(&client, &ns, "app.kubernetes.io/component=agent").await;
+    let api = ns.api::<EdgeDeployment>();
+    let system = eventually("systemModules running", TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            let system = api.get("dev-1").await.ok()?.status?.system_modules?;
+            let running = |m: &Option<ironedge_controller::crd::ModuleStatus>| {
+                m.as_ref()
+                    .is_some_and(|m| m.runtime_status == RuntimeStatus::Running)
+            };
+            (running(&system.edge_agent) && running(&system.edge_hub)).then_some(system)
+        }
+    })
+    .await;
+    assert_eq!(system.edge_hub.unwrap().name, "$edgeHub");
+    assert_eq!(system.edge_agent.unwrap().name, "$edgeAgent");
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_module_named_like_a_chart_object_is_refused_and_the_chart_object_is_untouched() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client).await;
+    let chart_service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "edgehub", "labels": {"app.kubernetes.io/managed-by": "Helm"}},
+        "spec": {"ports": [{"name": "mqtts", "port": 8883}],
+                 "selector": {"app.kubernetes.io/component": "edgehub"}}
+    }))
+    .unwrap();
+    let services = ns.api::<Service>();
+    let before = services
+        .create(&Default::default(), &chart_service)
+        .await
+        .unwrap();
+    let _controller = RunningController::namespaced(&ns.name).await;
+    // A user module "edgeHub" would publish its port on a Service named like the chart's.
+    create_ed(&ns, "dev-1", spec(json!([
+        {"name": "edgeHub", "image": "mine:1", "restartPolicy": "always",
+         "createOptions": {"HostConfig": {"PortBindings": {"9000/tcp": [{"HostPort": "9000"}]}}}}
+    ])))
+    .await;
+    let ed = wait_condition(&ns, "dev-1", "Degraded", "True").await;
+    let degraded = ed
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.reason, "ObjectConflict", "{}", degraded.message);
+    assert!(
+        degraded.message.contains("managed by Helm"),
+        "{}",
+        degraded.message
+    );
+    let after = services.get("edgehub").await.unwrap();
+    assert_eq!(after.resource_version(), before.resource_version());
+    assert!(after.metadata.owner_references.is_none());
     ns.delete().await;
 }
 
@@ -124,10 +224,10 @@ async fn changed_image_env_and_ports_are_applied() {
     let services = ns.api::<Service>();
     let sensor_service = wait_exists(&services, "tempsensor").await;
     assert_eq!(sensor_service.spec.unwrap().ports.unwrap()[0].port, 9000);
-    eventually("edgehub publishes 443 only", TIMEOUT, || {
+    eventually("gateway publishes 443 only", TIMEOUT, || {
         let services = services.clone();
         async move {
-            let ports = services.get("edgehub").await.ok()?.spec?.ports?;
+            let ports = services.get("gateway").await.ok()?.spec?.ports?;
             (ports.len() == 1 && ports[0].port == 443).then_some(())
         }
     })
@@ -145,15 +245,15 @@ async fn removed_module_loses_its_objects_and_stopped_module_scales_to_zero() {
     create_ed(&ns, "dev-1", both).await;
     wait_exists(&ns.api::<Service>(), "tempsensor").await;
 
-    let only_hub = spec(
-        json!([{"name": "$edgeHub", "image": "ironedge/edgehub:1", "restartPolicy": "always",
+    let only_gateway = spec(
+        json!([{"name": "gateway", "image": "ironedge/gateway:1", "restartPolicy": "always",
         "status": "stopped"}]),
     );
-    replace_spec(&ns, "dev-1", only_hub).await;
+    replace_spec(&ns, "dev-1", only_gateway).await;
     wait_gone(&ns.api::<Deployment>(), "tempsensor").await;
     wait_gone(&ns.api::<Service>(), "tempsensor").await;
     wait_gone(&ns.api::<ServiceAccount>(), "tempsensor").await;
-    wait_gone(&ns.api::<Service>(), "edgehub").await;
+    wait_gone(&ns.api::<Service>(), "gateway").await;
     assert!(
         ns.api::<PersistentVolumeClaim>()
             .get_opt("sensor-data")
@@ -163,9 +263,9 @@ async fn removed_module_loses_its_objects_and_stopped_module_scales_to_zero() {
         "data of a removed module is kept"
     );
     let api = ns.api::<Deployment>();
-    eventually("edgehub scaled to zero", TIMEOUT, || {
+    eventually("gateway scaled to zero", TIMEOUT, || {
         let api = api.clone();
-        async move { (api.get("edgehub").await.ok()?.spec?.replicas == Some(0)).then_some(()) }
+        async move { (api.get("gateway").await.ok()?.spec?.replicas == Some(0)).then_some(()) }
     })
     .await;
     let ed = wait_condition(&ns, "dev-1", "Ready", "True").await;
@@ -182,11 +282,11 @@ async fn startup_order_creates_later_groups_once_earlier_ones_are_available() {
     let ns = TestNamespace::new(&client).await;
     let _controller = RunningController::namespaced(&ns.name).await;
     create_ed(&ns, "dev-1", spec(json!([
-        {"name": "$edgeHub", "image": "ironedge/edgehub:1", "restartPolicy": "always", "startupOrder": 0},
+        {"name": "gateway", "image": "ironedge/gateway:1", "restartPolicy": "always", "startupOrder": 0},
         {"name": "sensor", "image": "sensor:1", "restartPolicy": "always", "startupOrder": 1}
     ])))
     .await;
-    wait_exists(&ns.api::<Deployment>(), "edgehub").await;
+    wait_exists(&ns.api::<Deployment>(), "gateway").await;
     let ed = wait_condition(&ns, "dev-1", "Progressing", "True").await;
     let progressing = ed
         .status
@@ -205,7 +305,7 @@ async fn startup_order_creates_later_groups_once_earlier_ones_are_available() {
         "gate must hold sensor back"
     );
 
-    run_module_pod(&client, &ns, "edgehub").await;
+    run_module_pod(&client, &ns, "gateway").await;
     wait_exists(&ns.api::<Deployment>(), "sensor").await;
     run_module_pod(&client, &ns, "sensor").await;
     let ed = wait_condition(&ns, "dev-1", "Ready", "True").await;
@@ -227,9 +327,9 @@ async fn deleted_and_edited_objects_are_healed() {
     let _controller = RunningController::namespaced(&ns.name).await;
     create_ed(&ns, "dev-1", hub_and_sensor("sensor:1")).await;
     let services = ns.api::<Service>();
-    let old = wait_exists(&services, "edgehub").await;
+    let old = wait_exists(&services, "gateway").await;
     services
-        .delete("edgehub", &DeleteParams::default())
+        .delete("gateway", &DeleteParams::default())
         .await
         .unwrap();
     eventually("Service recreated", TIMEOUT, || {
@@ -237,7 +337,7 @@ async fn deleted_and_edited_objects_are_healed() {
         let old_uid = old.uid();
         async move {
             services
-                .get("edgehub")
+                .get("gateway")
                 .await
                 .ok()
                 .filter(|s| s.uid() != old_uid)
@@ -339,15 +439,15 @@ async fn deleting_the_edge_deployment_removes_objects_but_keeps_claims() {
     let _controller = RunningController::namespaced(&ns.name).await;
     create_ed(&ns, "dev-1", hub_and_sensor("sensor:1")).await;
     wait_exists(&ns.api::<Deployment>(), "tempsensor").await;
-    wait_exists(&ns.api::<Service>(), "edgehub").await;
+    wait_exists(&ns.api::<Service>(), "gateway").await;
     wait_exists(&ns.api::<PersistentVolumeClaim>(), "sensor-data").await;
     ns.api::<EdgeDeployment>()
         .delete("dev-1", &DeleteParams::background())
         .await
         .unwrap();
     wait_gone(&ns.api::<Deployment>(), "tempsensor").await;
-    wait_gone(&ns.api::<Deployment>(), "edgehub").await;
-    wait_gone(&ns.api::<Service>(), "edgehub").await;
+    wait_gone(&ns.api::<Deployment>(), "gateway").await;
+    wait_gone(&ns.api::<Service>(), "gateway").await;
     wait_gone(&ns.api::<ServiceAccount>(), "tempsensor").await;
     assert!(
         ns.api::<PersistentVolumeClaim>()
@@ -389,7 +489,7 @@ async fn two_device_namespaces_side_by_side_stay_isolated() {
     let mut changed = hub_and_sensor("sensor:2");
     changed["modules"] = json!([changed["modules"][1]]);
     replace_spec(&a, "dev", changed).await;
-    wait_gone(&a.api::<Deployment>(), "edgehub").await;
+    wait_gone(&a.api::<Deployment>(), "gateway").await;
     let api = a.api::<Deployment>();
     eventually("a updated", TIMEOUT, || {
         let api = api.clone();
@@ -414,7 +514,7 @@ async fn two_device_namespaces_side_by_side_stay_isolated() {
         b_written,
         "b was written"
     );
-    assert!(b_deployments.get_opt("edgehub").await.unwrap().is_some());
+    assert!(b_deployments.get_opt("gateway").await.unwrap().is_some());
     a.delete().await;
     b.delete().await;
 }
@@ -672,5 +772,45 @@ async fn per_device_controller_works_with_only_a_namespaced_role() {
         0,
         "the API server refused a request of the namespaced controller"
     );
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn readyz_turns_ready_on_an_empty_namespace_once_the_caches_are_filled() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client).await;
+    let controller = RunningController::namespaced(&ns.name).await;
+    let addr = serve_health(&controller).await;
+    eventually("/readyz answers 200", TIMEOUT, || async move {
+        let (code, body) = http_get(addr, "/readyz").await?;
+        (code == 200 && body == "ready").then_some(())
+    })
+    .await;
+    assert_eq!(http_get(addr, "/healthz").await.unwrap().0, 200);
+    controller.stop().await.unwrap();
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn readyz_turns_ready_once_a_fresh_lease_is_held_and_the_caches_are_filled() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client).await;
+    let mut settings = Settings::new(Scope::Namespace(ns.name.clone()));
+    settings.lease = Some(LeaseSettings {
+        namespace: ns.name.clone(),
+        name: "ironedge-controller".into(),
+        identity: "fresh".into(),
+        duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
+    });
+    let controller = RunningController::start(settings).await;
+    let addr = serve_health(&controller).await;
+    eventually("/readyz answers 200", TIMEOUT, || async move {
+        let (code, _) = http_get(addr, "/readyz").await?;
+        (code == 200).then_some(())
+    })
+    .await;
+    assert_eq!(controller.metrics.leader.get(), 1);
+    controller.stop().await.unwrap();
     ns.delete().await;
 }

@@ -12,23 +12,59 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::labels::APPLIED_HASH;
+use crate::labels::{APPLIED_HASH, TEMPLATE_HASH};
 use crate::quantity;
 
 /// `object` as JSON with [`APPLIED_HASH`] set to the hash of the rest of it.
 pub fn with_applied_hash<T: Serialize>(object: &T) -> Result<Value, serde_json::Error> {
     let mut value = serde_json::to_value(object)?;
+    let hash = short_hash(&value);
+    set_annotation(&mut value, APPLIED_HASH, hash);
+    Ok(value)
+}
+
+/// Sets [`TEMPLATE_HASH`] on a Job body (from [`with_applied_hash`]) to the hash of its pod
+/// template, which Kubernetes does not let change.
+pub fn with_template_hash(body: &mut Value) {
+    let hash = short_hash(template(body));
+    set_annotation(body, TEMPLATE_HASH, hash);
+}
+
+/// Whether the live Job runs another pod template than `desired` (from [`with_template_hash`]):
+/// it must then be replaced, since an apply would be refused. A template hash catches removed
+/// fields too; Jobs from before the hash fall back to comparing the fields we set.
+pub fn template_changed(desired: &Value, live: &Value) -> bool {
+    match (
+        annotation(desired, TEMPLATE_HASH),
+        annotation(live, TEMPLATE_HASH),
+    ) {
+        (Some(want), Some(have)) => want != have,
+        _ => !is_subset(template(desired), template(live)),
+    }
+}
+
+fn template(body: &Value) -> &Value {
+    body.pointer("/spec/template").unwrap_or(&Value::Null)
+}
+
+fn short_hash(value: &Value) -> String {
     let digest = Sha256::digest(value.to_string().as_bytes());
-    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn set_annotation(value: &mut Value, key: &str, text: String) {
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         let annotations = meta
             .entry("annotations")
             .or_insert_with(|| Value::Object(Default::default()));
         if let Some(map) = annotations.as_object_mut() {
-            map.insert(APPLIED_HASH.to_string(), Value::String(hash));
+            map.insert(key.to_string(), Value::String(text));
         }
     }
-    Ok(value)
+}
+
+fn annotation<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    value.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
 }
 
 /// Whether `desired` (from [`with_applied_hash`]) must be applied over `live`.
@@ -36,14 +72,7 @@ pub fn needs_apply(desired: &Value, live: Option<&Value>) -> bool {
     let Some(live) = live else {
         return true;
     };
-    let hash = |v: &Value| {
-        v.pointer(&format!(
-            "/metadata/annotations/{}",
-            APPLIED_HASH.replace('/', "~1")
-        ))
-        .cloned()
-    };
-    if hash(desired) != hash(live) {
+    if annotation(desired, APPLIED_HASH) != annotation(live, APPLIED_HASH) {
         return true;
     }
     let mut desired = desired.clone();
@@ -125,6 +154,52 @@ mod tests {
             &json!({"image": "a:1"}),
             &json!({"image": "a:2"})
         ));
+    }
+
+    fn job(pod_labels: Value) -> Value {
+        let mut body = with_applied_hash(&json!({
+            "metadata": {"name": "batch", "annotations": {"a": "1"}},
+            "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": pod_labels},
+                "spec": {"containers": [{"name": "batch", "image": "batch:1"}]}}}
+        }))
+        .unwrap();
+        with_template_hash(&mut body);
+        body
+    }
+
+    #[test]
+    fn a_job_template_that_only_lost_a_field_counts_as_changed() {
+        let live = job(json!({"a": "1", "b": "2"}));
+        let desired = job(json!({"a": "1"}));
+        // The fields we set are all still there: only the hash sees the removal.
+        assert!(is_subset(
+            desired.pointer("/spec/template").unwrap(),
+            live.pointer("/spec/template").unwrap()
+        ));
+        assert!(template_changed(&desired, &live));
+        assert!(!template_changed(&live, &live));
+    }
+
+    #[test]
+    fn a_job_change_outside_its_template_is_not_a_template_change() {
+        let live = job(json!({}));
+        let mut desired = live.clone();
+        desired["spec"]["backoffLimit"] = json!(2);
+        desired["metadata"]["annotations"]["a"] = json!("2");
+        assert!(!template_changed(&desired, &live));
+    }
+
+    #[test]
+    fn a_job_from_before_the_template_hash_is_compared_by_its_fields() {
+        let desired = job(json!({"a": "1"}));
+        let mut legacy = desired.clone();
+        legacy["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove(TEMPLATE_HASH);
+        assert!(!template_changed(&desired, &legacy));
+        legacy["spec"]["template"]["spec"]["containers"][0]["image"] = json!("batch:0");
+        assert!(template_changed(&desired, &legacy));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod observed;
 pub mod plan;
+pub mod readiness;
 pub mod reconcile;
 pub mod server;
 
@@ -19,7 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -40,6 +41,7 @@ use crate::names;
 pub use leader::LeaseSettings;
 pub use metrics::Metrics;
 pub use observed::Stores;
+pub use readiness::CacheReadiness;
 pub use reconcile::Context;
 pub use server::Health;
 
@@ -162,6 +164,30 @@ fn owned_stream<K>(
     client: &Client,
     scope: &Scope,
     strip: impl FnMut(&mut K) + Send + 'static,
+    filled: (CacheReadiness, u32),
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    selected_stream(client, scope, labels::managed_selector(), strip, filled)
+}
+
+/// A reflector stream of the objects matching `selector`, stripped by `strip`.
+fn selected_stream<K>(
+    client: &Client,
+    scope: &Scope,
+    selector: String,
+    strip: impl FnMut(&mut K) + Send + 'static,
+    filled: (CacheReadiness, u32),
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -176,15 +202,21 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let config = watcher::Config::default()
-        .labels(&labels::managed_selector())
-        .any_semantic();
+    let config = watcher::Config::default().labels(&selector).any_semantic();
     let stream = watcher(scoped::<K>(client.clone(), scope), config)
         .default_backoff()
         .modify(strip)
         .reflect(writer)
+        .inspect_ok(move |event| mark_when_filled(&filled, event))
         .touched_objects();
     (reader, stream)
+}
+
+/// Marks the cache filled once its list is in the store (the reflector applies `InitDone` first).
+fn mark_when_filled<K>((readiness, index): &(CacheReadiness, u32), event: &watcher::Event<K>) {
+    if matches!(event, watcher::Event::InitDone) {
+        readiness.mark_filled(*index);
+    }
 }
 
 fn drop_managed_fields<K: Resource>(object: &mut K) {
@@ -208,25 +240,39 @@ async fn run_controller(
     shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let scope = &settings.scope;
+    let readiness = CacheReadiness::new(8);
+    let filled = |index: u32| (readiness.clone(), index);
     let (eds, ed_writer) = reflector::store::<EdgeDeployment>();
     let mut ed_config = watcher::Config::default().any_semantic();
     if let Some(selector) = &settings.selector {
         ed_config = ed_config.labels(selector);
     }
+    let ed_filled = filled(0);
     let ed_stream = watcher(scoped::<EdgeDeployment>(client.clone(), scope), ed_config)
         .default_backoff()
         .modify(drop_managed_fields)
         .reflect(ed_writer)
+        .inspect_ok(move |event| mark_when_filled(&ed_filled, event))
         .applied_objects();
     let (deployments, deployment_stream) =
-        owned_stream::<Deployment>(&client, scope, drop_managed_fields);
-    let (jobs, job_stream) = owned_stream::<Job>(&client, scope, drop_managed_fields);
-    let (services, service_stream) = owned_stream::<Service>(&client, scope, drop_managed_fields);
+        owned_stream::<Deployment>(&client, scope, drop_managed_fields, filled(1));
+    let (jobs, job_stream) = owned_stream::<Job>(&client, scope, drop_managed_fields, filled(2));
+    let (services, service_stream) =
+        owned_stream::<Service>(&client, scope, drop_managed_fields, filled(3));
     let (accounts, account_stream) =
-        owned_stream::<ServiceAccount>(&client, scope, drop_managed_fields);
+        owned_stream::<ServiceAccount>(&client, scope, drop_managed_fields, filled(4));
     let (claims, claim_stream) =
-        owned_stream::<PersistentVolumeClaim>(&client, scope, drop_managed_fields);
-    let (pods, pod_stream) = owned_stream::<Pod>(&client, scope, slim_pod);
+        owned_stream::<PersistentVolumeClaim>(&client, scope, drop_managed_fields, filled(5));
+    let (pods, pod_stream) = owned_stream::<Pod>(&client, scope, slim_pod, filled(6));
+    // The device chart's agent and edge hub pods are not labelled as ours: a second, equally
+    // narrow watch (two pods per namespace) instead of caching every pod.
+    let (system_pods, system_pod_stream) = selected_stream::<Pod>(
+        &client,
+        scope,
+        labels::system_pod_selector(),
+        slim_pod,
+        filled(7),
+    );
     let stores = Stores {
         edge_deployments: eds.clone(),
         deployments,
@@ -235,14 +281,15 @@ async fn run_controller(
         service_accounts: accounts,
         claims,
         pods,
+        system_pods,
+        readiness: readiness.clone(),
     };
 
-    let ready_stores = stores.clone();
     let ready_health = health.clone();
-    tokio::spawn(async move {
-        if reconcile::wait_ready(&ready_stores).await {
-            ready_health.set_ready(true);
-        }
+    let mark_ready = tokio::spawn(async move {
+        readiness.wait().await;
+        tracing::info!("caches filled; ready");
+        ready_health.set_ready(true);
     });
 
     let reporter = Reporter {
@@ -257,6 +304,7 @@ async fn run_controller(
         settings.resync,
     ));
     let (claim_map, pod_map) = (by_instance(eds.clone()), by_instance(eds.clone()));
+    let system_map = in_namespace(eds.clone());
     Controller::for_stream(ed_stream, eds)
         .owns_stream(deployment_stream)
         .owns_stream(job_stream)
@@ -266,6 +314,7 @@ async fn run_controller(
             claim_map(&claim)
         })
         .watches_stream(pod_stream, move |pod: Pod| pod_map(&pod))
+        .watches_stream(system_pod_stream, move |pod: Pod| system_map(&pod))
         .with_config(controller::Config::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, context)
@@ -275,6 +324,8 @@ async fn run_controller(
             }
         })
         .await;
+    // A controller that stops before its caches fill must not turn ready afterwards.
+    mark_ready.abort();
 }
 
 /// Maps an object to the EdgeDeployment of its namespace whose label-safe name is the object's
@@ -297,5 +348,22 @@ fn by_instance<K: Resource>(
                     && names::label_value(&ed.name_any()) == instance
             })
             .map(|ed| ObjectRef::from_obj(&*ed))
+    }
+}
+
+/// Maps an object to every EdgeDeployment of its namespace (the device chart's system pods belong
+/// to the device, not to one EdgeDeployment).
+fn in_namespace<K: Resource>(
+    eds: Store<EdgeDeployment>,
+) -> impl Fn(&K) -> Vec<ObjectRef<EdgeDeployment>> + Send + Sync + 'static {
+    move |object: &K| {
+        let Some(namespace) = object.meta().namespace.as_deref() else {
+            return Vec::new();
+        };
+        eds.state()
+            .into_iter()
+            .filter(|ed| ed.namespace().as_deref() == Some(namespace))
+            .map(|ed| ObjectRef::from_obj(&*ed))
+            .collect()
     }
 }

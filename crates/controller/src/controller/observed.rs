@@ -31,6 +31,11 @@ pub struct Stores {
     pub claims: Store<PersistentVolumeClaim>,
     /// Pods of our modules (spec stripped to save memory).
     pub pods: Store<Pod>,
+    /// Pods of the system modules, which the device chart runs (selected by
+    /// [`labels::system_pod_selector`], spec stripped).
+    pub system_pods: Store<Pod>,
+    /// Whether every cache above holds its first full list.
+    pub readiness: super::CacheReadiness,
 }
 
 impl std::fmt::Debug for Stores {
@@ -56,6 +61,8 @@ pub struct Observed {
     pub claims: BTreeMap<String, Arc<PersistentVolumeClaim>>,
     /// This EdgeDeployment's pods by module object name.
     pub pods: BTreeMap<String, Vec<Arc<Pod>>>,
+    /// The system modules' pods in the namespace.
+    pub system_pods: Vec<Arc<Pod>>,
 }
 
 fn in_namespace<K: Resource + Clone>(store: &Store<K>, namespace: &str) -> BTreeMap<String, Arc<K>>
@@ -91,6 +98,12 @@ impl Observed {
             service_accounts: in_namespace(&stores.service_accounts, &namespace),
             claims: in_namespace(&stores.claims, &namespace),
             pods,
+            system_pods: stores
+                .system_pods
+                .state()
+                .into_iter()
+                .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
+                .collect(),
         }
     }
 

@@ -59,6 +59,9 @@ pub struct Apply {
     pub name: String,
     /// Body, with the applied-hash annotation.
     pub body: Value,
+    /// The caches hold no such object: the write may create it, so it must first be checked not
+    /// to exist under another owner (the caches see only objects labelled as ours).
+    pub create: bool,
 }
 
 /// What a reconcile will write.
@@ -145,24 +148,29 @@ pub fn plan(
                 ObjectRef::Job(o) => (Kind::Job, to_json(observed.jobs.get(&o.name_any()))),
                 ObjectRef::Claim(o) => (Kind::Claim, to_json(observed.claims.get(&o.name_any()))),
             };
-            let Ok(body) = diff::with_applied_hash(&object) else {
+            let Ok(mut body) = diff::with_applied_hash(&object) else {
                 continue;
             };
+            if kind == Kind::Job {
+                diff::with_template_hash(&mut body);
+            }
             if !diff::needs_apply(&body, live.as_ref()) {
                 continue;
             }
             let name = module.name.clone();
             if kind == Kind::Job
                 && let Some(live) = &live
+                && diff::template_changed(&body, live)
             {
-                let template =
-                    |v: &Value| v.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-                if !diff::is_subset(&template(&body), &template(live)) {
-                    plan.replace_jobs.push(name);
-                    continue;
-                }
+                plan.replace_jobs.push(name);
+                continue;
             }
-            plan.applies.push(Apply { kind, name, body });
+            plan.applies.push(Apply {
+                kind,
+                name,
+                body,
+                create: live.is_none(),
+            });
         }
     }
     prune(&mut plan, desired, observed, &uid, &instance, ed);
@@ -189,8 +197,40 @@ fn push_if_needed<K: serde::Serialize>(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        plan.applies.push(Apply { kind, name, body });
+        plan.applies.push(Apply {
+            kind,
+            name,
+            body,
+            create: live.is_none(),
+        });
     }
+}
+
+/// Refuses an object that exists outside the caches: it is ours only when it carries our
+/// managed-by label and no controller other than `uid` (the caches may lag behind our own create).
+pub fn check_foreign<K: Resource>(kind: Kind, live: &K, uid: &str) -> Result<(), SpecError> {
+    let meta = live.meta();
+    let controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    let managed_by = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::MANAGED_BY))
+        .map(String::as_str);
+    let owner = match (controller, managed_by) {
+        (Some(o), _) if o.uid != uid => format!("controlled by {} {}", o.kind, o.name),
+        (_, Some(labels::MANAGED_BY_VALUE)) => return Ok(()),
+        (_, Some(other)) => format!("managed by {other}"),
+        (_, None) => "not created by ironedge-controller".to_string(),
+    };
+    Err(SpecError::ObjectConflict {
+        kind: kind.as_str(),
+        name: meta.name.clone().unwrap_or_default(),
+        owner,
+    })
 }
 
 /// An object the spec needs that is controlled by another owner (or, for a claim, labelled for
@@ -320,5 +360,134 @@ fn prune(
                 plan.deletes.push((Kind::Claim, name.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use serde::de::DeserializeOwned;
+
+    use super::*;
+    use crate::crd::RestartPolicy;
+    use crate::fixtures::mk_module;
+    use crate::translate::translate;
+
+    fn batch(env: &[(&str, &str)]) -> EdgeDeployment {
+        let mut module = mk_module("batch");
+        module.restart_policy = RestartPolicy::OnFailure;
+        module.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        EdgeDeployment::test().with(module)
+    }
+
+    fn plan_for(ed: &EdgeDeployment, observed: &Observed) -> Plan {
+        plan(ed, &translate(ed).unwrap(), observed).unwrap()
+    }
+
+    fn live<K: DeserializeOwned>(plan: &Plan, kind: Kind) -> Arc<K> {
+        let apply = plan.applies.iter().find(|a| a.kind == kind).unwrap();
+        Arc::new(serde_json::from_value(apply.body.clone()).unwrap())
+    }
+
+    /// The cluster after `plan` was applied (no pods).
+    fn applied(plan: &Plan) -> Observed {
+        let mut observed = Observed::default();
+        for apply in &plan.applies {
+            let name = apply.name.clone();
+            match apply.kind {
+                Kind::Job => {
+                    observed.jobs.insert(name, live::<Job>(plan, Kind::Job));
+                }
+                Kind::ServiceAccount => {
+                    observed
+                        .service_accounts
+                        .insert(name, live(plan, Kind::ServiceAccount));
+                }
+                Kind::Service => {
+                    observed.services.insert(name, live(plan, Kind::Service));
+                }
+                Kind::Deployment => {
+                    observed
+                        .deployments
+                        .insert(name, live(plan, Kind::Deployment));
+                }
+                Kind::Claim => {
+                    observed.claims.insert(name, live(plan, Kind::Claim));
+                }
+            }
+        }
+        observed
+    }
+
+    #[test]
+    fn new_objects_are_marked_as_creates_and_an_applied_world_plans_nothing() {
+        let ed = batch(&[("A", "1")]);
+        let first = plan_for(&ed, &Observed::default());
+        assert!(first.applies.iter().all(|a| a.create));
+        let job = first.applies.iter().find(|a| a.kind == Kind::Job).unwrap();
+        assert!(
+            job.body["metadata"]["annotations"][labels::TEMPLATE_HASH].is_string(),
+            "Jobs carry their template hash"
+        );
+        assert!(plan_for(&ed, &applied(&first)).is_empty());
+    }
+
+    #[test]
+    fn a_job_whose_pod_template_changed_is_replaced_instead_of_applied() {
+        let before = plan_for(&batch(&[("A", "1"), ("B", "2")]), &Observed::default());
+        let cluster = applied(&before);
+        // Dropping a variable keeps every remaining field equal: only the hash tells.
+        let after = plan_for(&batch(&[("A", "1")]), &cluster);
+        assert_eq!(after.replace_jobs, ["batch"]);
+        assert!(!after.applies.iter().any(|a| a.kind == Kind::Job));
+        let changed = plan_for(&batch(&[("A", "2"), ("B", "2")]), &cluster);
+        assert_eq!(changed.replace_jobs, ["batch"]);
+    }
+
+    #[test]
+    fn system_modules_in_the_spec_are_never_planned() {
+        let ed = EdgeDeployment::test()
+            .with_module("$edgeHub")
+            .with_module("$edgeAgent")
+            .with_module("sensor");
+        let plan = plan_for(&ed, &Observed::default());
+        let names: BTreeSet<_> = plan.applies.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, BTreeSet::from(["sensor"]));
+    }
+
+    #[test]
+    fn an_object_outside_the_caches_is_ours_only_with_our_label_and_no_other_controller() {
+        let ed = EdgeDeployment::test().with_module("sensor");
+        let plan = plan_for(&ed, &Observed::default());
+        let ours: Arc<ServiceAccount> = live(&plan, Kind::ServiceAccount);
+        let uid = ed.metadata.uid.clone().unwrap();
+        assert!(check_foreign(Kind::ServiceAccount, &*ours, &uid).is_ok());
+
+        let mut chart = (*ours).clone();
+        chart.metadata.owner_references = None;
+        chart.metadata.labels = Some(
+            [(labels::MANAGED_BY.to_string(), "Helm".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let err = check_foreign(Kind::ServiceAccount, &chart, &uid).unwrap_err();
+        assert_eq!(err.reason(), "ObjectConflict");
+        assert!(err.to_string().contains("managed by Helm"), "{err}");
+
+        chart.metadata.labels = None;
+        let err = check_foreign(Kind::ServiceAccount, &chart, &uid).unwrap_err();
+        assert!(err.to_string().contains("not created by"), "{err}");
+
+        let other = check_foreign(Kind::ServiceAccount, &*ours, "another-uid").unwrap_err();
+        assert!(
+            other.to_string().contains("controlled by EdgeDeployment"),
+            "{other}"
+        );
     }
 }

@@ -25,11 +25,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use super::metrics::Metrics;
 use super::observed::{Observed, Stores};
-use super::plan::{self, Kind, Plan};
+use super::plan::{self, Apply, Kind, Plan};
 use crate::crd::{EdgeDeployment, EdgeDeploymentStatus};
 use crate::error::{Error, Result};
 use crate::labels::FIELD_MANAGER;
@@ -107,23 +106,12 @@ impl Context {
     }
 }
 
-/// Waits until every cache holds its first full list; false if a watch ended for good.
-pub async fn wait_ready(stores: &Stores) -> bool {
-    stores.edge_deployments.wait_until_ready().await.is_ok()
-        && stores.deployments.wait_until_ready().await.is_ok()
-        && stores.jobs.wait_until_ready().await.is_ok()
-        && stores.services.wait_until_ready().await.is_ok()
-        && stores.service_accounts.wait_until_ready().await.is_ok()
-        && stores.claims.wait_until_ready().await.is_ok()
-        && stores.pods.wait_until_ready().await.is_ok()
-}
-
 /// Reconciles one EdgeDeployment.
 pub async fn reconcile(ed: Arc<EdgeDeployment>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer();
     tracing::debug!(edgedeployment = %ed.name_any(), namespace = ?ed.namespace(), "reconcile");
     // Deciding on half-filled caches would re-apply objects that exist.
-    wait_ready(&ctx.stores).await;
+    ctx.stores.readiness.wait().await;
     if ed.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the children.
         return Ok(Action::await_change());
@@ -145,8 +133,12 @@ pub async fn reconcile(ed: Arc<EdgeDeployment>, ctx: Arc<Context>) -> Result<Act
     {
         Ok((desired, plan)) => {
             outcome.waiting.clone_from(&plan.waiting);
-            if let Err(err) = execute(&ctx.client, &namespace, &plan, &mut written).await {
-                outcome.error = Some((status::REASON_APPLY_FAILED.to_string(), err.to_string()));
+            if let Err(err) = execute(&ctx.client, &namespace, &uid, &plan, &mut written).await {
+                let reason = match &err {
+                    Error::Spec(spec) => spec.reason(),
+                    _ => status::REASON_APPLY_FAILED,
+                };
+                outcome.error = Some((reason.to_string(), err.to_string()));
                 api_error = Some(err);
             }
             Some(desired)
@@ -168,7 +160,9 @@ pub async fn reconcile(ed: Arc<EdgeDeployment>, ctx: Arc<Context>) -> Result<Act
         .round(Unit::Second)
         .unwrap_or_else(|_| Timestamp::now())
         .to_string();
-    let status = status::compute(&ed, desired.as_ref(), &modules, &outcome, &now);
+    let mut status = status::compute(&ed, desired.as_ref(), &modules, &outcome, &now);
+    let system_pods: Vec<_> = observed.system_pods.iter().map(|p| &**p).collect();
+    status.system_modules = Some(status::system_modules(&system_pods));
     if ed.status.as_ref() != Some(&status) {
         patch_status(&ctx.client, &ed, &status).await?;
     }
@@ -198,6 +192,7 @@ pub fn error_policy(ed: Arc<EdgeDeployment>, err: &Error, ctx: Arc<Context>) -> 
 async fn execute(
     client: &Client,
     namespace: &str,
+    uid: &str,
     plan: &Plan,
     written: &mut Vec<String>,
 ) -> Result<()> {
@@ -212,17 +207,11 @@ async fn execute(
     }
     for apply in &plan.applies {
         let result = match apply.kind {
-            Kind::Claim => {
-                ssa::<PersistentVolumeClaim>(client, namespace, &apply.name, &apply.body).await
-            }
-            Kind::ServiceAccount => {
-                ssa::<ServiceAccount>(client, namespace, &apply.name, &apply.body).await
-            }
-            Kind::Service => ssa::<Service>(client, namespace, &apply.name, &apply.body).await,
-            Kind::Deployment => {
-                ssa::<Deployment>(client, namespace, &apply.name, &apply.body).await
-            }
-            Kind::Job => ssa::<Job>(client, namespace, &apply.name, &apply.body).await,
+            Kind::Claim => ssa::<PersistentVolumeClaim>(client, namespace, uid, apply).await,
+            Kind::ServiceAccount => ssa::<ServiceAccount>(client, namespace, uid, apply).await,
+            Kind::Service => ssa::<Service>(client, namespace, uid, apply).await,
+            Kind::Deployment => ssa::<Deployment>(client, namespace, uid, apply).await,
+            Kind::Job => ssa::<Job>(client, namespace, uid, apply).await,
         };
         match result {
             Ok(()) => written.push(format!("applied {}/{}", apply.kind.as_str(), apply.name)),
@@ -250,7 +239,7 @@ async fn execute(
     first_error.map_or(Ok(()), Err)
 }
 
-async fn ssa<K>(client: &Client, namespace: &str, name: &str, body: &Value) -> Result<()>
+async fn ssa<K>(client: &Client, namespace: &str, uid: &str, apply: &Apply) -> Result<()>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -258,10 +247,17 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    if apply.create {
+        // A forced apply would take over an object someone else made (the device chart's, a
+        // user's): the caches only hold ours, so look before creating.
+        if let Some(live) = bounded(api.get_opt(&apply.name)).await? {
+            plan::check_foreign(apply.kind, &live, uid)?;
+        }
+    }
     bounded(api.patch(
-        name,
+        &apply.name,
         &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
+        &Patch::Apply(&apply.body),
     ))
     .await?;
     Ok(())

@@ -228,3 +228,72 @@ fn newest_live_pod_speaks_for_the_module() {
         Some("old")
     );
 }
+
+fn system_pod(component: &str, container: &str, restarts: i32) -> Pod {
+    let mut pod = mk_running_pod(container, true, restarts);
+    pod.metadata.labels = Some(BTreeMap::from([(
+        labels::COMPONENT.to_string(),
+        component.to_string(),
+    )]));
+    pod
+}
+
+#[test]
+fn system_modules_are_read_from_the_device_charts_pods() {
+    let agent = system_pod("agent", "agent", 0);
+    let mut hub = system_pod("edgehub", "edgehub", 3);
+    // A failing sidecar listed first must not speak for the edge hub.
+    if let Some(statuses) = hub
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+    {
+        let mut sidecar = statuses[0].clone();
+        sidecar.name = "sidecar".into();
+        sidecar.state = Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("CrashLoopBackOff".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        statuses.insert(0, sidecar);
+    }
+    let other = system_pod("network-policy", "x", 0);
+    let status = system_modules(&[&agent, &hub, &other]);
+    let agent = status.edge_agent.unwrap();
+    assert_eq!(
+        (agent.name.as_str(), agent.runtime_status),
+        ("$edgeAgent", RuntimeStatus::Running)
+    );
+    let hub = status.edge_hub.unwrap();
+    assert_eq!(
+        (hub.name.as_str(), hub.runtime_status, hub.restart_count),
+        ("$edgeHub", RuntimeStatus::Running, 3)
+    );
+}
+
+#[test]
+fn a_missing_system_pod_is_unknown_and_says_who_runs_it() {
+    let agent = system_pod("agent", "agent", 0);
+    let status = system_modules(&[&agent]);
+    let hub = status.edge_hub.unwrap();
+    assert_eq!(hub.runtime_status, RuntimeStatus::Unknown);
+    assert!(
+        hub.description.unwrap().contains("ironedge-device chart"),
+        "the description names the remedy"
+    );
+}
+
+#[test]
+fn compute_keeps_the_system_modules_it_does_not_read() {
+    let mut ed = EdgeDeployment::test().with_module("sensor");
+    let agent = system_pod("agent", "agent", 0);
+    let system = system_modules(&[&agent]);
+    ed.status = Some(EdgeDeploymentStatus {
+        system_modules: Some(system.clone()),
+        ..Default::default()
+    });
+    let status = compute_one(&ed, &[], None, T0);
+    assert_eq!(status.system_modules, Some(system));
+}

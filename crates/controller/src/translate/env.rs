@@ -4,9 +4,8 @@
 //!
 //! The injected values come from the spec: `hubHostName`, `deviceId`, each module's
 //! `generationId` (written by the agent, which owns module identities), `workload.uri` and
-//! `workload.apiVersion`. `IOTEDGE_GATEWAYHOSTNAME` is `spec.gatewayHostName`, or else the edge
-//! hub's Service name, which resolves to the edge hub inside the namespace. The edge hub itself gets
-//! `EdgeDeviceHostName` instead, the name its server certificate must carry.
+//! `workload.apiVersion`. `IOTEDGE_GATEWAYHOSTNAME` is `spec.gatewayHostName`, or else `edgehub`,
+//! the device chart's edge hub Service, which resolves to the edge hub inside the namespace.
 
 use k8s_openapi::api::core::v1::EnvVar;
 
@@ -15,10 +14,12 @@ use super::meta::Context;
 use crate::crd::ModuleSpec;
 use crate::error::SpecError;
 
-/// Module id of the edge hub.
+/// Module id of the edge hub (a system module: the device chart runs it).
 pub const EDGE_HUB: &str = "$edgeHub";
-/// Default object name of the edge hub, used as gateway host name when no `$edgeHub` module exists.
-const EDGE_HUB_DEFAULT_NAME: &str = "edgehub";
+/// Module id of the edge agent (a system module: the device chart runs it).
+pub const EDGE_AGENT: &str = "$edgeAgent";
+/// The device chart's edge hub Service, the default gateway host name of modules.
+pub const EDGE_HUB_SERVICE: &str = "edgehub";
 
 /// The container's env list; `unsupported` gets a note for each renamed variable.
 pub fn container_env(
@@ -103,22 +104,15 @@ fn injected(ctx: &Context<'_>, module: &ModuleSpec) -> Vec<(&'static str, String
         out.push(("IOTEDGE_MODULEGENERATIONID", generation.clone()));
     }
     out.push(("IOTEDGE_AUTHSCHEME", "sasToken".to_string()));
-    let gateway = gateway_host_name(ctx);
-    if module.name == EDGE_HUB {
-        out.push(("EdgeDeviceHostName", gateway));
-    } else {
-        out.push(("IOTEDGE_GATEWAYHOSTNAME", gateway));
-    }
+    out.push(("IOTEDGE_GATEWAYHOSTNAME", gateway_host_name(ctx)));
     out
 }
 
-/// `spec.gatewayHostName`, or the edge hub's Service name.
+/// `spec.gatewayHostName`, or the device chart's edge hub Service.
 pub fn gateway_host_name(ctx: &Context<'_>) -> String {
-    if let Some(host) = &ctx.ed.spec.gateway_host_name {
-        return host.clone();
-    }
-    ctx.module_names
-        .get(EDGE_HUB)
-        .cloned()
-        .unwrap_or_else(|| EDGE_HUB_DEFAULT_NAME.to_string())
+    ctx.ed
+        .spec
+        .gateway_host_name
+        .clone()
+        .unwrap_or_else(|| EDGE_HUB_SERVICE.to_string())
 }

@@ -1,5 +1,11 @@
 //! Pure translation of an [`EdgeDeployment`] into the Kubernetes objects that run its modules.
 //!
+//! **System modules are not translated.** `$edgeAgent` and `$edgeHub` run from the device chart
+//! (`deploy/helm/ironedge-device`: the agent, which runs this controller, and the edge hub with its
+//! `edgehub` Service), so a spec that still lists them gets no objects for them; their routes and
+//! store-and-forward settings stay in the spec for the edge hub, and their runtime state is read
+//! from the chart's pods into `status.systemModules`.
+//!
 //! Per module: a ServiceAccount (the module's identity in the cluster), a workload (see
 //! [`workload`] for how `restartPolicy` picks a Deployment or a Job), and a Service when the module
 //! exposes or publishes ports. Per device: one PersistentVolumeClaim per Docker named volume,
@@ -30,15 +36,18 @@ use crate::crd::{DesiredStatus, EdgeDeployment, ModuleSpec};
 use crate::error::SpecError;
 use crate::names::{self, Rule};
 
+pub use env::{EDGE_AGENT, EDGE_HUB};
 pub use meta::Context;
 
 /// Everything one EdgeDeployment asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    /// The modules in spec order.
+    /// The modules in spec order, system modules left out.
     pub modules: Vec<DesiredModule>,
     /// Claims for Docker named volumes, by claim name.
     pub claims: Vec<PersistentVolumeClaim>,
+    /// System modules listed in the spec, which get no objects (the device chart runs them).
+    pub system_modules: Vec<String>,
 }
 
 /// The objects of one module.
@@ -145,12 +154,19 @@ pub fn to_yaml<T: Serialize>(objects: &[T]) -> String {
     out
 }
 
+/// Whether `id` names a system module (`$edgeAgent`, `$edgeHub`), which is never translated.
+pub fn is_system_module(id: &str) -> bool {
+    id == EDGE_AGENT || id == EDGE_HUB
+}
+
 /// Translates an EdgeDeployment; fails on the first problem that makes the spec unusable.
 pub fn translate(ed: &EdgeDeployment) -> Result<Desired, SpecError> {
     let spec = &ed.spec;
     check_modules(&spec.modules)?;
+    let (system, user): (Vec<&ModuleSpec>, Vec<&ModuleSpec>) =
+        spec.modules.iter().partition(|m| is_system_module(&m.name));
     let module_names = names::unique_names(
-        spec.modules.iter().map(|m| m.name.as_str()),
+        user.iter().map(|m| m.name.as_str()),
         names::module_object_name,
     )
     .map_err(|collision| SpecError::NameCollision {
@@ -159,8 +175,8 @@ pub fn translate(ed: &EdgeDeployment) -> Result<Desired, SpecError> {
     })?;
     let ctx = Context::new(ed, &module_names);
 
-    let mut parsed = Vec::with_capacity(spec.modules.len());
-    for module in &spec.modules {
+    let mut parsed = Vec::with_capacity(user.len());
+    for module in &user {
         parsed.push(create_options::parse(
             &module.name,
             module.create_options.as_ref(),
@@ -181,13 +197,16 @@ pub fn translate(ed: &EdgeDeployment) -> Result<Desired, SpecError> {
         })?;
     let claims = volumes::claims(&ctx, &claim_names)?;
 
-    let modules = spec
-        .modules
+    let modules = user
         .iter()
         .zip(parsed)
         .map(|(module, options)| translate_module(&ctx, module, options, &claim_names))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Desired { modules, claims })
+    Ok(Desired {
+        modules,
+        claims,
+        system_modules: system.iter().map(|m| m.name.clone()).collect(),
+    })
 }
 
 fn check_modules(modules: &[ModuleSpec]) -> Result<(), SpecError> {

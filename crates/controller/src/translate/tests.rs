@@ -70,7 +70,7 @@ fn translation_is_deterministic() {
 #[test]
 fn every_object_carries_the_standard_labels_and_an_owner_reference() {
     let ed = EdgeDeployment::test()
-        .with_module("$edgeHub")
+        .with_module("Filter_Module")
         .with_module("sensor");
     let desired = translate(&ed).unwrap();
     for object in desired.objects() {
@@ -91,11 +91,44 @@ fn every_object_carries_the_standard_labels_and_an_owner_reference() {
         assert_eq!(owner["kind"], "EdgeDeployment");
         assert_eq!(owner["controller"], true);
     }
-    let hub = deployment(&desired, "edgehub");
+    let filter = &desired.modules[0];
+    assert_ne!(filter.name, filter.id.to_lowercase(), "a lossy name");
     assert_eq!(
-        hub.metadata.annotations.unwrap()[keys::ORIGINAL_MODULE],
-        "$edgeHub"
+        deployment(&desired, &filter.name)
+            .metadata
+            .annotations
+            .unwrap()[keys::ORIGINAL_MODULE],
+        "Filter_Module"
     );
+}
+
+#[test]
+fn system_modules_get_no_objects_and_are_left_to_the_device_chart() {
+    let ed = EdgeDeployment::test()
+        .with_module("$edgeHub")
+        .with_module("$edgeAgent")
+        .with_module("sensor");
+    let desired = translate(&ed).unwrap();
+    let names: Vec<_> = desired.modules.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(names, ["sensor"]);
+    assert_eq!(desired.system_modules, ["$edgeHub", "$edgeAgent"]);
+    for object in desired.objects() {
+        let value = serde_json::to_value(object).unwrap();
+        let name = value["metadata"]["name"].as_str().unwrap();
+        assert!(
+            !name.contains("edgehub") && !name.contains("edgeagent"),
+            "{name}"
+        );
+    }
+    // A user module may be called like the edge hub's object: only an actual clash with the
+    // chart's objects is refused (by the controller, which sees the cluster).
+    let desired = translate(
+        &EdgeDeployment::test()
+            .with_module("$edgeHub")
+            .with_module("edgeHub"),
+    )
+    .unwrap();
+    assert_eq!(desired.modules[0].name, "edgehub");
 }
 
 #[test]
@@ -172,7 +205,7 @@ fn iotedge_variables_are_injected_after_user_env_and_win() {
     module.env.insert("A".into(), "module".into());
     module.generation_id = Some("gen-1".into());
     module.create_options = Some(json!({"Env": ["A=options", "B=options"]}));
-    let desired = translate(&EdgeDeployment::test().with(module).with_module("$edgeHub")).unwrap();
+    let desired = translate(&EdgeDeployment::test().with(module)).unwrap();
     let env = deployment(&desired, "sensor")
         .spec
         .unwrap()
@@ -203,22 +236,33 @@ fn iotedge_variables_are_injected_after_user_env_and_win() {
         env.iter().filter(|e| e.name == "IOTEDGE_MODULEID").count(),
         1
     );
-    let hub_env = deployment(&desired, "edgehub")
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers[0]
-        .env
-        .clone()
-        .unwrap();
-    assert!(
-        hub_env
-            .iter()
-            .any(|e| e.name == "EdgeDeviceHostName" && e.value.as_deref() == Some("edgehub"))
+}
+
+#[test]
+fn gateway_host_name_is_the_charts_edge_hub_service_unless_the_spec_names_one() {
+    let gateway = |ed: EdgeDeployment| {
+        let desired = translate(&ed).unwrap();
+        deployment(&desired, "sensor")
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == "IOTEDGE_GATEWAYHOSTNAME")
+            .and_then(|e| e.value)
+    };
+    assert_eq!(
+        gateway(EdgeDeployment::test().with_module("sensor")).as_deref(),
+        Some("edgehub")
     );
-    assert!(!hub_env.iter().any(|e| e.name == "IOTEDGE_GATEWAYHOSTNAME"));
+    let mut ed = EdgeDeployment::test().with_module("sensor");
+    ed.spec.gateway_host_name = Some("gw.example.net".into());
+    assert_eq!(gateway(ed).as_deref(), Some("gw.example.net"));
 }
 
 #[test]

@@ -329,15 +329,67 @@ where
     .await;
 }
 
+/// Serves the controller's `/metrics`, `/healthz` and `/readyz` on a free loopback port.
+pub async fn serve_health(controller: &RunningController) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(controller::server::serve(
+        listener,
+        controller.metrics.clone(),
+        controller.health.clone(),
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// The status code and body of a plain HTTP GET.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    Some((code, body.to_string()))
+}
+
 const NODE: &str = "ironedge-test-node";
 
 /// Plays the kubelet for the newest pod of `module` in `ns`: binds it to a fake node and reports
 /// its container running and ready.
 pub async fn run_module_pod(client: &Client, ns: &TestNamespace, module: &str) -> Pod {
+    run_pod_selected(client, ns, &format!("ironedge.io/module={module}")).await
+}
+
+/// A pod as the ironedge-device chart makes it for `component` (`agent`, `edgehub`): labelled by
+/// Helm, not by the controller, with one container named after the component.
+pub async fn create_chart_pod(ns: &TestNamespace, component: &str) -> Pod {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": format!("ironedge-{component}-0"), "labels": {
+            "app.kubernetes.io/name": format!("ironedge-{component}"),
+            "app.kubernetes.io/instance": "ironedge",
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/part-of": "ironedge",
+            "app.kubernetes.io/managed-by": "Helm"}},
+        "spec": {"containers": [{"name": component, "image": format!("ironedge/{component}:1")}]}
+    }))
+    .unwrap();
+    // A brand-new namespace refuses pods until its default ServiceAccount exists.
+    eventually("chart pod created", TIMEOUT, || {
+        let (pods, pod) = (ns.api::<Pod>(), pod.clone());
+        async move { pods.create(&PostParams::default(), &pod).await.ok() }
+    })
+    .await
+}
+
+/// Plays the kubelet for the newest pod matching `selector`, as [`run_module_pod`] does.
+pub async fn run_pod_selected(client: &Client, ns: &TestNamespace, selector: &str) -> Pod {
     ensure_node(client).await;
     let pods: Api<Pod> = ns.api();
-    let selector = format!("ironedge.io/module={module}");
-    let pod = eventually(&format!("a pod of {module}"), TIMEOUT, || {
+    let selector = selector.to_string();
+    let pod = eventually(&format!("a pod {selector}"), TIMEOUT, || {
         let pods = pods.clone();
         let selector = selector.clone();
         async move {
