@@ -250,11 +250,15 @@ impl Sandbox {
                 }
             };
             if let Some(group) = fs_group(pod) {
-                let writable_first_time = !generated && self.owned.insert(v.name.clone());
-                let host_path = v.host_path.is_some();
-                if (generated || writable_first_time) && !host_path {
+                // kubelet leaves hostPath alone; writable volumes once per pod (a failure is
+                // retried with the next attempt), generated ones after every rewrite.
+                let pending = generated || !self.owned.contains(&v.name);
+                if pending && v.host_path.is_none() {
                     set_volume_ownership(&path, group, generated)
                         .map_err(|e| io(&path, Error::io(&path)(e)))?;
+                    if !generated {
+                        self.owned.insert(v.name.clone());
+                    }
                 }
             }
             self.volumes
