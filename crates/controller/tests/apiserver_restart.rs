@@ -108,7 +108,7 @@ async fn controller_converges_after_an_apiserver_restart() {
         .unwrap();
     eventually(
         "new image after the restart",
-        Duration::from_secs(300),
+        Duration::from_secs(60),
         || {
             let deployments = deployments.clone();
             async move {

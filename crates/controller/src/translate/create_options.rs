@@ -281,6 +281,9 @@ struct Parser<'a> {
     unsupported: Vec<String>,
 }
 
+/// What CPU figures must fit: Kubernetes millicores are computed as `value × 1000`.
+const CPU_RANGE: &str = "a non-negative integer below 9223372036854775 (i64::MAX / 1000)";
+
 impl Parser<'_> {
     fn invalid(&self, path: &str, expected: &'static str, found: &Value) -> SpecError {
         let mut found = found.to_string();
@@ -399,9 +402,15 @@ impl Parser<'_> {
                     self.integer(&path, value)?;
                 }
                 "cpushares" => {
-                    h.cpu_request_millis = self
-                        .positive(&path, value)?
-                        .map(|n| (n * 1000 / 1024).max(1));
+                    h.cpu_request_millis = match self.positive(&path, value)? {
+                        Some(n) => Some(
+                            n.checked_mul(1000)
+                                .ok_or_else(|| self.invalid(&path, CPU_RANGE, value))?
+                                / 1024,
+                        )
+                        .map(|m| m.max(1)),
+                        None => None,
+                    };
                 }
                 "devices" => {
                     for (i, item) in self.array(&path, value)?.iter().enumerate() {
@@ -445,7 +454,10 @@ impl Parser<'_> {
         if h.cpu_limit_millis.is_none()
             && let Some(quota) = quota
         {
-            h.cpu_limit_millis = Some((quota * 1000 / period.unwrap_or(100_000)).max(1));
+            let millis = quota.checked_mul(1000).ok_or_else(|| {
+                self.invalid(&format!("{path}.CpuQuota"), CPU_RANGE, &Value::from(quota))
+            })? / period.unwrap_or(100_000);
+            h.cpu_limit_millis = Some(millis.max(1));
         }
         if let (Some(limit), Some(request)) = (h.memory, h.memory_reservation)
             && request > limit
@@ -600,6 +612,12 @@ impl Parser<'_> {
             for (i, host) in hosts.iter().enumerate() {
                 let path = format!("{path}[{i}]");
                 let map = self.object(&path, host)?;
+                for (key, option) in map {
+                    if !key.eq_ignore_ascii_case("HostIp") && !key.eq_ignore_ascii_case("HostPort")
+                    {
+                        self.note_unknown(&format!("{path}.{key}"), option);
+                    }
+                }
                 if get_ci(map, "HostIp").is_some_and(|ip| !is_zero(ip)) {
                     self.note(
                         &format!("{path}.HostIp"),
@@ -1113,6 +1131,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("MemoryReservation"), "{err}");
+    }
+
+    #[test]
+    fn cpu_figures_too_large_for_millicores_are_errors_naming_the_field() {
+        for (key, path) in [
+            ("CpuShares", "HostConfig.CpuShares"),
+            ("CpuQuota", "HostConfig.CpuQuota"),
+        ] {
+            let err = parse("m", Some(&json!({"HostConfig": {key: i64::MAX}}))).unwrap_err();
+            assert!(err.to_string().contains(path), "{key}: {err}");
+        }
+        let near = parse_ok(json!({"HostConfig": {"CpuShares": i64::MAX / 1000}}));
+        assert!(near.host.cpu_request_millis.is_some_and(|m| m > 0));
+    }
+
+    #[test]
+    fn unknown_keys_of_a_port_binding_are_reported() {
+        let o = parse_ok(
+            json!({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080", "X": 1}]}}}),
+        );
+        assert_eq!(
+            o.unsupported,
+            [
+                "createOptions.HostConfig.PortBindings[\"80/tcp\"][0].X: not supported on Kubernetes; ignored"
+            ]
+        );
     }
 
     #[test]
