@@ -781,7 +781,10 @@ async fn readyz_turns_ready_on_an_empty_namespace_once_the_caches_are_filled() {
     let ns = TestNamespace::new(&client).await;
     let controller = RunningController::namespaced(&ns.name).await;
     let addr = serve_health(&controller).await;
-    eventually("/readyz answers 200", TIMEOUT, || async move {
+    // The caches of an empty namespace fill within a second; a waiter that is never woken kept
+    // /readyz at 503 for 18 s and more, until some unrelated event came by.
+    let promptly = Duration::from_secs(10);
+    eventually("/readyz answers 200", promptly, || async move {
         let (code, body) = http_get(addr, "/readyz").await?;
         (code == 200 && body == "ready").then_some(())
     })
