@@ -13,7 +13,7 @@
 //! `lastStartTimeUtc`, `lastExitTimeUtc`, `restartCount`, `lastRestartTimeUtc`. Registry passwords
 //! are never reported.
 
-use ironedge_controller::crd::{EdgeDeploymentStatus, ModuleStatus};
+use ironedge_controller::crd::{EdgeDeploymentStatus, ModuleStatus, RuntimeStatus};
 use ironedge_model::{EDGE_AGENT, EDGE_HUB, Manifest};
 use serde_json::{Map, Value, json};
 
@@ -102,30 +102,31 @@ pub fn edge_agent(inputs: Inputs<'_>) -> Value {
             .status
             .and_then(|s| s.modules.iter().find(|m| m.name == id))
     };
+    let observed = inputs.status.and_then(|s| s.system_modules.as_ref());
     let mut system = Map::new();
-    let mut agent = desired
+    let agent = desired
         .as_ref()
         .and_then(|d| d["systemModules"][EDGE_AGENT].as_object().cloned())
         .unwrap_or_default();
-    agent.insert("runtimeStatus".into(), json!("running"));
-    agent.insert("statusDescription".into(), json!("running"));
-    agent.insert("exitCode".into(), json!(0));
-    agent.insert("lastStartTimeUtc".into(), json!(inputs.agent_started));
-    agent.insert("lastExitTimeUtc".into(), json!(UNKNOWN_TIME));
-    agent.insert("restartCount".into(), json!(0));
-    agent.insert("lastRestartTimeUtc".into(), json!(UNKNOWN_TIME));
-    system.insert(EDGE_AGENT.into(), Value::Object(agent));
+    let agent_pod = observed
+        .and_then(|s| s.edge_agent.as_ref())
+        .filter(|s| s.runtime_status != RuntimeStatus::Unknown);
+    let agent = match agent_pod {
+        Some(pod) => with_runtime(agent, Some(pod)),
+        // No pod of ours is seen (run by hand, or status not computed yet): this process runs.
+        None => this_process(agent, inputs.agent_started),
+    };
+    system.insert(EDGE_AGENT.into(), agent);
     if let Some(hub) = desired
         .as_ref()
         .and_then(|d| d["systemModules"][EDGE_HUB].as_object())
     {
-        system.insert(
-            EDGE_HUB.into(),
-            with_runtime(
-                hub.clone(),
-                find(ironedge_controller::translate::env::EDGE_HUB),
-            ),
-        );
+        // The device chart runs the edge hub; a controller that predates systemModules
+        // deployed it as a module.
+        let status = observed
+            .and_then(|s| s.edge_hub.as_ref())
+            .or_else(|| find(ironedge_controller::translate::env::EDGE_HUB));
+        system.insert(EDGE_HUB.into(), with_runtime(hub.clone(), status));
     }
     out.insert("systemModules".into(), Value::Object(system));
     let mut modules = Map::new();
@@ -150,6 +151,18 @@ pub fn edge_hub(last: Option<&LastDesired>) -> Value {
         out.insert("lastDesiredStatus".into(), last.status_value());
     }
     Value::Object(out)
+}
+
+/// The agent's own runtime fields when no pod of it is observed: it is running since `started`.
+fn this_process(mut agent: Map<String, Value>, started: &str) -> Value {
+    agent.insert("runtimeStatus".into(), json!("running"));
+    agent.insert("statusDescription".into(), json!("running"));
+    agent.insert("exitCode".into(), json!(0));
+    agent.insert("lastStartTimeUtc".into(), json!(started));
+    agent.insert("lastExitTimeUtc".into(), json!(UNKNOWN_TIME));
+    agent.insert("restartCount".into(), json!(0));
+    agent.insert("lastRestartTimeUtc".into(), json!(UNKNOWN_TIME));
+    Value::Object(agent)
 }
 
 /// `runtime.settings` without registry passwords.
@@ -249,7 +262,7 @@ pub fn without_twin_metadata(reported: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ironedge_controller::crd::RuntimeStatus;
+    use ironedge_controller::crd::SystemModulesStatus;
 
     const MANIFEST: &str = r#"{"modulesContent": {
       "$edgeAgent": {"properties.desired": {"schemaVersion": "1.1",
@@ -325,6 +338,77 @@ mod tests {
             "u"
         );
         assert!(!doc.to_string().contains("hunter2"));
+    }
+
+    fn pod_status(name: &str, runtime: RuntimeStatus, restarts: i32) -> ModuleStatus {
+        ModuleStatus {
+            name: name.into(),
+            runtime_status: runtime,
+            description: Some(format!("{runtime:?}")),
+            exit_code: (restarts > 0).then_some(137),
+            restart_count: restarts,
+            last_start_time: Some("2026-01-03T00:00:00Z".into()),
+            last_exit_time: Some("2026-01-02T23:59:00Z".into()),
+            unsupported: vec![],
+        }
+    }
+
+    #[test]
+    fn system_modules_report_the_chart_pods_runtime_status() {
+        let manifest = manifest();
+        let last = LastDesired {
+            version: 2,
+            code: 200,
+            description: String::new(),
+        };
+        let report = |status: &EdgeDeploymentStatus| {
+            edge_agent(Inputs {
+                agent_version: "0.1.0",
+                platform: &platform(),
+                last_desired: Some(&last),
+                manifest: Some(&manifest),
+                status: Some(status),
+                agent_started: "2026-01-01T00:00:00Z",
+            })["systemModules"]
+                .clone()
+        };
+        let status = EdgeDeploymentStatus {
+            system_modules: Some(SystemModulesStatus {
+                edge_agent: Some(pod_status("$edgeAgent", RuntimeStatus::Running, 2)),
+                edge_hub: Some(pod_status("$edgeHub", RuntimeStatus::Backoff, 5)),
+            }),
+            ..EdgeDeploymentStatus::default()
+        };
+        let system = report(&status);
+        let agent = &system["edgeAgent"];
+        assert_eq!(agent["runtimeStatus"], "running");
+        assert_eq!(agent["restartCount"], 2);
+        assert_eq!(agent["lastStartTimeUtc"], "2026-01-03T00:00:00Z");
+        assert_eq!(agent["lastRestartTimeUtc"], "2026-01-03T00:00:00Z");
+        assert_eq!(agent["settings"]["image"], "agent:1");
+        let hub = &system["edgeHub"];
+        assert_eq!(hub["runtimeStatus"], "backoff");
+        assert_eq!(hub["restartCount"], 5);
+        assert_eq!(hub["exitCode"], 137);
+        assert_eq!(hub["lastExitTimeUtc"], "2026-01-02T23:59:00Z");
+        assert_eq!(hub["status"], "running");
+        assert_eq!(hub["settings"]["image"], "hub:1");
+
+        // No agent pod seen (run outside the cluster): the running process reports itself.
+        let unseen = EdgeDeploymentStatus {
+            system_modules: Some(SystemModulesStatus {
+                edge_agent: Some(pod_status("$edgeAgent", RuntimeStatus::Unknown, 0)),
+                edge_hub: None,
+            }),
+            ..EdgeDeploymentStatus::default()
+        };
+        let system = report(&unseen);
+        assert_eq!(system["edgeAgent"]["runtimeStatus"], "running");
+        assert_eq!(
+            system["edgeAgent"]["lastStartTimeUtc"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(system["edgeHub"]["runtimeStatus"], "unknown");
     }
 
     #[test]

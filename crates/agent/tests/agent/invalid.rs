@@ -23,7 +23,7 @@ async fn an_invalid_manifest_is_reported_with_400_and_the_cluster_keeps_the_last
     )
     .await;
     let good = wait_ed(&admin, &ns.name, "bad-dev", "the good deployment", |ed| {
-        ed.spec.modules.len() == 2
+        ed.spec.modules.len() == 1
     })
     .await;
     wait_reported(&hub, "bad-dev", "the good deployment reported", |r| {
@@ -116,7 +116,7 @@ async fn an_invalid_manifest_is_reported_with_400_and_the_cluster_keeps_the_last
     )
     .await;
     wait_ed(&admin, &ns.name, "bad-dev", "the fixed deployment", |ed| {
-        ed.spec.modules.len() == 3
+        ed.spec.modules.len() == 2
     })
     .await;
     wait_reported(&hub, "bad-dev", "200 again", |r| {

@@ -131,7 +131,7 @@ async fn with_the_hub_down_the_deployment_stays_and_a_change_made_meanwhile_arri
     )
     .await;
     let before = wait_ed(&admin, &ns.name, "off-dev", "the deployment", |ed| {
-        ed.spec.modules.len() == 2
+        ed.spec.modules.len() == 1
     })
     .await;
     wait_reported(&hub, "off-dev", "the deployment reported", |r| {
