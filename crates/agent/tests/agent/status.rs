@@ -141,3 +141,58 @@ fn metric(text: &str, name: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_edge_hub_pod_of_the_device_chart_is_reported_under_system_modules() {
+    let admin = admin().await;
+    let ns = TestNamespace::new(&admin).await;
+    let hub = TestHub::start().await;
+    let cs = hub.edge_device("sys-dev").await;
+    let agent = RunningAgent::start(&admin, &ns.name, &hub, &cs).await;
+    hub.set_modules(
+        "sys-dev",
+        &manifest(json!({"sensor": module("running")}), json!({})),
+    )
+    .await;
+    let reported = wait_reported(&hub, "sys-dev", "no edge hub pod yet", |r| {
+        r["systemModules"]["edgeHub"]["runtimeStatus"] == "unknown"
+    })
+    .await;
+    assert_eq!(
+        reported["systemModules"]["edgeAgent"]["runtimeStatus"],
+        "running"
+    );
+
+    // Play the device chart and the node: its edge hub pod crash-loops.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = ns.api();
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "ironedge-edgehub-0", "labels": {
+            "app.kubernetes.io/part-of": "ironedge", "app.kubernetes.io/component": "edgehub"}},
+        "spec": {"containers": [{"name": "edgehub", "image": IMAGE}]}}))
+    .unwrap();
+    let pod = pods
+        .create(&kube::api::PostParams::default(), &pod)
+        .await
+        .unwrap();
+    set_container_state(
+        &admin,
+        &pod,
+        json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}}),
+        json!({"terminated": {"exitCode": 2, "reason": "Error",
+            "startedAt": "2026-01-02T03:05:00Z", "finishedAt": "2026-01-02T03:05:03Z"}}),
+        3,
+    )
+    .await;
+    let reported = wait_reported(&hub, "sys-dev", "the edge hub's crash loop", |r| {
+        r["systemModules"]["edgeHub"]["runtimeStatus"] == "backoff"
+    })
+    .await;
+    let edge_hub = &reported["systemModules"]["edgeHub"];
+    assert_eq!(edge_hub["exitCode"], 2);
+    assert_eq!(edge_hub["restartCount"], 3);
+    assert_eq!(edge_hub["lastExitTimeUtc"], "2026-01-02T03:05:03Z");
+    assert_eq!(edge_hub["settings"]["image"], IMAGE);
+    assert_eq!(edge_hub["status"], "running");
+    agent.stop().await;
+    ns.delete().await;
+}
