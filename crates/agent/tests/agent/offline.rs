@@ -111,8 +111,11 @@ async fn an_agent_that_starts_with_the_hub_unreachable_is_healthy_reconciles_and
             && r["modules"]["late"].is_object()
     })
     .await;
-    // (`/readyz` also waits for the in-process controller's caches: its readiness is the
-    // controller's to prove.)
+    eventually("/readyz once identities exist", TIMEOUT, || {
+        let agent = &agent;
+        async move { (agent.ops_get("/readyz").await?.0 == 200).then_some(()) }
+    })
+    .await;
     agent.stop().await;
     ns.delete().await;
 }
