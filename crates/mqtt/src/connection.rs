@@ -25,6 +25,8 @@ use tracing::{debug, info, warn};
 
 /// Flush the write buffer early once it holds this much.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Read and write buffers larger than this are released once empty (memory per idle connection).
+const IDLE_BUFFER_BYTES: usize = 4 * 1024;
 /// Outbound messages taken per loop turn before the buffer is flushed.
 const OUTBOUND_BATCH: usize = 64;
 
@@ -43,7 +45,7 @@ pub(crate) async fn run<H: Hooks, T: Transport>(
     shutdown: CancellationToken,
 ) {
     shared.metrics.connections_total.inc();
-    let mut rbuf = BytesMut::with_capacity(8 * 1024);
+    let mut rbuf = BytesMut::new();
     let connect = tokio::select! {
         r = tokio::time::timeout(shared.config.connect_timeout, read_connect(&mut transport, &mut rbuf, shared.config.max_packet_size)) => r,
         () = shutdown.cancelled() => return,
@@ -255,7 +257,7 @@ impl<H: Hooks, T: Transport> Connection<H, T> {
             transport,
             state,
             rbuf,
-            wbuf: BytesMut::with_capacity(8 * 1024),
+            wbuf: BytesMut::new(),
             outbound,
             control_tx,
             control,
@@ -339,6 +341,9 @@ impl<H: Hooks, T: Transport> Connection<H, T> {
                 && (self.state.pending_inbound() == 0 || Instant::now() >= deadline)
             {
                 return Err(DisconnectReason::Shutdown);
+            }
+            if self.rbuf.is_empty() && self.rbuf.capacity() > IDLE_BUFFER_BYTES {
+                self.rbuf = BytesMut::new();
             }
             let keepalive_at = Some(self.last_read + self.keepalive);
             let can_read = grace.is_none() && self.state.can_read();
@@ -559,6 +564,10 @@ impl<H: Hooks, T: Transport> Connection<H, T> {
         }
         let result = self.transport.write_all(&self.wbuf).await;
         self.wbuf.clear();
+        // A burst grew it; most connections sit idle for hours, so give the memory back.
+        if self.wbuf.capacity() > IDLE_BUFFER_BYTES {
+            self.wbuf = BytesMut::new();
+        }
         result.map_err(|e| DisconnectReason::Io(e.to_string()))
     }
 

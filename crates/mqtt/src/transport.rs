@@ -19,14 +19,19 @@ pub trait Transport: Send + 'static {
     fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 }
 
+/// Bytes made room for before a read when the buffer is (nearly) full.
+const READ_CHUNK: usize = 2 * 1024;
+
 /// A transport over a tokio stream (TCP or TLS).
 #[derive(Debug)]
 pub struct StreamTransport<S>(pub S);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for StreamTransport<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
+        // Small steps: an idle connection holds this buffer for hours, and BytesMut grows by
+        // doubling when a large packet needs more.
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(READ_CHUNK);
         }
         self.0.read_buf(buf).await
     }
