@@ -30,9 +30,10 @@ use self::hub::HubPaths;
 use self::progress::Progress;
 use self::state::{ClusterRecord, DeviceRecord, NodeRecord, StateLock, UpState};
 
-/// Where `up` keeps its state unless told otherwise (outside `/root`, which unprivileged
-/// sidecars cannot enter).
-pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/ironedge/up";
+/// Where `up` keeps its state unless told otherwise: outside `/root`, which unprivileged
+/// sidecars cannot enter, and outside every path the device chart mounts a volume on (the edge
+/// hub's store on `/var/lib/ironedge` would hide `<state>/bin` inside its pod).
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/ironedge-up";
 /// The CRD whose presence means the CRD chart (or `ironedge crd`) is installed.
 pub(crate) const CRD_NAME: &str = "edgedeployments.ironedge.io";
 
