@@ -422,7 +422,7 @@ async fn readings_flow_from_pods_to_the_hub_follow_deployment_changes_and_surviv
         .reported_until("every module reported running", |r| {
             applied(r, version)
                 && module_status(r, "systemModules", "edgeAgent") == "running"
-                && module_status(r, "systemModules", "edgeHub") != "absent"
+                && module_status(r, "systemModules", "edgeHub") == "running"
                 && module_status(r, "modules", "sensor") == "running"
                 && module_status(r, "modules", "filter") == "running"
         })
@@ -452,6 +452,10 @@ async fn readings_flow_from_pods_to_the_hub_follow_deployment_changes_and_surviv
     assert!(
         up.running_pod("ironedge-edgehub").await.is_some(),
         "the device chart's edge hub runs"
+    );
+    assert!(
+        up.deployment("edgehub").await.is_none(),
+        "the chart runs the edge hub, not a Deployment for the manifest's $edgeHub"
     );
 
     // 2. A new route: readings also go straight to the cloud, alongside the filter's alerts.
