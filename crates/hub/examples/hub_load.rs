@@ -2,10 +2,10 @@
 //!
 //! ```sh
 //! ulimit -n 65536   # or at least 2 × --connections + 100 (hub and clients are separate processes)
-//! cargo run --release -p ironedge-hub --example load -- --connections 10000
+//! cargo run --release -p ironedge-hub --example hub_load -- --connections 10000
 //! # only figure 1, with the hub under a heap profiler:
 //! IRONEDGE_LOAD_HUB_WRAPPER="heaptrack -o /tmp/hub" \
-//!   cargo run --release -p ironedge-hub --example load -- --connections 2000 --idle-only
+//!   cargo run --release -p ironedge-hub --example hub_load -- --connections 2000 --idle-only
 //! ```
 //!
 //! The hub runs in a child process (this binary re-executed with `serve-hub`), so its memory is
