@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! export KUBECONFIG="$(scripts/k8s/start)"
-//! cargo run --release -p ironedge-controller --example load -- --namespaces 100 --modules 10
+//! cargo run --release -p ironedge-controller --example controller_load -- --namespaces 100 --modules 10
 //! ```
 //!
 //! Runs the controller in cluster mode as a child process (so its memory is measured alone),
