@@ -21,6 +21,8 @@
 //! - Pure parts are separate and unit-tested: [`authz`] (who may publish/subscribe what),
 //!   [`client`] (who may connect), [`wire`] (property bags ↔ messages, enrichment, size rule),
 //!   [`message`] (the stored form), [`twin`] (offline twin cache logic), [`config`].
+//! - [`server_cert::ServerCertificate`] serves the TLS certificate and reloads it when the
+//!   files change (the agent renews it in a Secret).
 //! - [`runtime::run`] wires a whole edge hub and shuts it down without losing anything.
 //!
 //! ```
@@ -52,6 +54,7 @@ pub mod metrics;
 mod pump;
 pub mod registry;
 pub mod runtime;
+pub mod server_cert;
 pub mod sessions;
 pub mod twin;
 mod twins;

@@ -60,6 +60,12 @@ pub struct Metrics {
     pub config_applied: Counter,
     /// Route configurations rejected (the running one stayed).
     pub config_rejected: Counter,
+    /// Server certificates reloaded from disk while running.
+    pub server_cert_reloads: Counter,
+    /// New server certificate files refused (the serving certificate stayed).
+    pub server_cert_reload_failures: Counter,
+    /// When the serving certificate expires, in Unix seconds.
+    pub server_cert_expiry: Gauge,
 }
 
 impl Metrics {
@@ -126,6 +132,21 @@ impl Metrics {
             "upstream_configured",
             "1 when an upstream link is configured",
             self.upstream_configured.clone(),
+        );
+        r.register(
+            "server_cert_reloads",
+            "Server certificates reloaded from disk",
+            self.server_cert_reloads.clone(),
+        );
+        r.register(
+            "server_cert_reload_failures",
+            "New server certificate files refused (the serving one stayed)",
+            self.server_cert_reload_failures.clone(),
+        );
+        r.register(
+            "server_cert_expiry_timestamp_seconds",
+            "When the serving certificate expires (Unix seconds)",
+            self.server_cert_expiry.clone(),
         );
     }
 

@@ -14,7 +14,8 @@ use ironedge_edgehub::hub::HubSettings;
 use ironedge_edgehub::identities::IdentityEntry;
 use ironedge_edgehub::kube_watch::KubeSource;
 use ironedge_edgehub::registry::RegistrySettings;
-use ironedge_edgehub::runtime::{EdgeHubOptions, run as run_edgehub};
+use ironedge_edgehub::runtime::{EdgeHubOptions, run_with as run_edgehub_with};
+use ironedge_edgehub::server_cert::ServerCertificate;
 use ironedge_edgehub::upstream::UpstreamSettings;
 use std::process::ExitCode;
 
@@ -68,6 +69,9 @@ pub(crate) struct ServeArgs {
     /// Server private key (PEM).
     #[arg(long, env = "EDGEHUB_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for a renewed certificate, in seconds.
+    #[arg(long, env = "EDGEHUB_TLS_RELOAD_SECS", default_value_t = 5)]
+    tls_reload_secs: u64,
     /// Without a certificate: a development CA in this directory issues one for the host names.
     #[arg(long, env = "EDGEHUB_DEV_CA_DIR")]
     dev_ca_dir: Option<PathBuf>,
@@ -137,7 +141,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         .hub_host_name
         .clone()
         .context("--hub-host-name (or IOTEDGE_IOTHUBHOSTNAME) is required")?;
-    let tls = server_tls(&args)?;
+    let certificate = Arc::new(server_certificate(&args)?);
+    let tls = certificate
+        .server_config()
+        .context("building the TLS configuration")?;
     let identities = match &args.identities {
         Some(path) => {
             let text =
@@ -187,7 +194,16 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         mqtt_config: mqtt_config(),
         registry: registry_settings(&args)?,
     };
-    run_edgehub(options, shutdown_signal()).await?;
+    let reload_every = Duration::from_secs(args.tls_reload_secs.max(1));
+    let mut watcher = None;
+    let result = run_edgehub_with(options, shutdown_signal(), |hub| {
+        watcher = Some(tokio::spawn(certificate.watch(hub.metrics(), reload_every)));
+    })
+    .await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -202,14 +218,11 @@ fn certificate_names(args: &ServeArgs) -> Vec<String> {
     names
 }
 
-fn server_tls(args: &ServeArgs) -> Result<Arc<rustls::ServerConfig>> {
+/// The server certificate from --tls-cert/--tls-key (reloaded when the agent renews it), else
+/// from a development CA.
+fn server_certificate(args: &ServeArgs) -> Result<ServerCertificate> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let chain =
-            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
-        let key_pem =
-            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
-        return ironedge_pki::server_config(&chain, &key_pem)
-            .context("loading the server certificate");
+        return ServerCertificate::load(cert, key).context("loading the server certificate");
     }
     let Some(dir) = &args.dev_ca_dir else {
         bail!(
@@ -221,9 +234,8 @@ fn server_tls(args: &ServeArgs) -> Result<Arc<rustls::ServerConfig>> {
     let files = ironedge_pki::write_dev_ca(dir, "ironedge edge hub dev CA", &refs)
         .context("creating the development CA")?;
     tracing::warn!(ca = %files.ca_cert.display(), "using a development CA; give modules this file to trust");
-    let chain = std::fs::read_to_string(&files.server_cert)?;
-    let key = std::fs::read_to_string(&files.server_key)?;
-    ironedge_pki::server_config(&chain, &key).context("loading the development certificate")
+    ServerCertificate::load(&files.server_cert, &files.server_key)
+        .context("loading the development certificate")
 }
 
 async fn config_source(args: &ServeArgs) -> Result<ConfigSource> {
