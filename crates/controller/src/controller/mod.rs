@@ -15,6 +15,7 @@ pub mod plan;
 pub mod readiness;
 pub mod reconcile;
 pub mod server;
+pub mod slim;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodSpec, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service, ServiceAccount};
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -33,6 +34,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use self::slim::{slim_deployment, slim_meta, slim_pod};
 use crate::crd::EdgeDeployment;
 use crate::error::{Error, Result};
 use crate::labels;
@@ -159,7 +161,12 @@ where
     }
 }
 
-/// A reflector stream of objects labelled as ours, with managed fields dropped to save memory.
+/// Reconciles in flight at once. Unbounded, a burst of new EdgeDeployments ran all of them
+/// together, each with its own API connection, buffers and JSON copies of its objects, and the
+/// heap kept that peak resident: 100 new ones cost 20 MB of the load tool's 57 MB, for good.
+const MAX_CONCURRENT_RECONCILES: u16 = 16;
+
+/// A reflector stream of objects labelled as ours, stripped by `strip` (see [`slim`]) to save memory.
 fn owned_stream<K>(
     client: &Client,
     scope: &Scope,
@@ -219,19 +226,6 @@ fn mark_when_filled<K>((readiness, index): &(CacheReadiness, u32), event: &watch
     }
 }
 
-fn drop_managed_fields<K: Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
-}
-
-/// Pods keep only what status needs: metadata, status and the node name.
-fn slim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.spec = pod.spec.take().map(|spec| PodSpec {
-        node_name: spec.node_name,
-        ..PodSpec::default()
-    });
-}
-
 async fn run_controller(
     client: Client,
     settings: Settings,
@@ -250,19 +244,18 @@ async fn run_controller(
     let ed_filled = filled(0);
     let ed_stream = watcher(scoped::<EdgeDeployment>(client.clone(), scope), ed_config)
         .default_backoff()
-        .modify(drop_managed_fields)
+        .modify(slim_meta)
         .reflect(ed_writer)
         .inspect_ok(move |event| mark_when_filled(&ed_filled, event))
         .applied_objects();
     let (deployments, deployment_stream) =
-        owned_stream::<Deployment>(&client, scope, drop_managed_fields, filled(1));
-    let (jobs, job_stream) = owned_stream::<Job>(&client, scope, drop_managed_fields, filled(2));
-    let (services, service_stream) =
-        owned_stream::<Service>(&client, scope, drop_managed_fields, filled(3));
+        owned_stream::<Deployment>(&client, scope, slim_deployment, filled(1));
+    let (jobs, job_stream) = owned_stream::<Job>(&client, scope, slim_meta, filled(2));
+    let (services, service_stream) = owned_stream::<Service>(&client, scope, slim_meta, filled(3));
     let (accounts, account_stream) =
-        owned_stream::<ServiceAccount>(&client, scope, drop_managed_fields, filled(4));
+        owned_stream::<ServiceAccount>(&client, scope, slim_meta, filled(4));
     let (claims, claim_stream) =
-        owned_stream::<PersistentVolumeClaim>(&client, scope, drop_managed_fields, filled(5));
+        owned_stream::<PersistentVolumeClaim>(&client, scope, slim_meta, filled(5));
     let (pods, pod_stream) = owned_stream::<Pod>(&client, scope, slim_pod, filled(6));
     // The device chart's agent and edge hub pods are not labelled as ours: a second, equally
     // narrow watch (two pods per namespace) instead of caching every pod.
@@ -315,7 +308,7 @@ async fn run_controller(
         })
         .watches_stream(pod_stream, move |pod: Pod| pod_map(&pod))
         .watches_stream(system_pod_stream, move |pod: Pod| system_map(&pod))
-        .with_config(controller::Config::default())
+        .with_config(controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES))
         .trigger_backoff(EachWatchBacksOffAlone)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, context)
