@@ -73,6 +73,56 @@ class Probe:
         self.client.loop_stop()
 
 
+def remaining_length(n):
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def utf8(text):
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def raw_session():
+    """A TLS socket that has sent CONNECT with the module's credentials and read CONNACK 0."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    sock = ctx.wrap_socket(socket.create_connection((host, 8883), timeout=TIMEOUT), server_hostname=host)
+    body = utf8("MQTT") + bytes([4, 0xC2]) + (30).to_bytes(2, "big")
+    body += utf8(cfg["client_id"]) + utf8(cfg["username"]) + utf8(cfg["password"])
+    sock.sendall(bytes([0x10]) + remaining_length(len(body)) + body)
+    connack = sock.recv(4)
+    if connack != bytes([0x20, 2, 0, 0]):
+        raise SystemExit(f"raw CONNECT refused: {connack.hex()}")
+    return sock
+
+
+def publish_packet(topic, payload, packet_id):
+    body = utf8(topic) + packet_id.to_bytes(2, "big") + payload
+    return bytes([0x32]) + remaining_length(len(body)) + body
+
+
+def send_and_watch(sock, packet):
+    """Sends a packet; returns (PUBACK seen, connection closed by the server) within TIMEOUT."""
+    acked = closed = False
+    try:
+        sock.sendall(packet)
+        while True:
+            data = sock.recv(4096)
+            if not data:
+                closed = True
+                break
+            acked = acked or data[0] == 0x40
+    except (ConnectionError, ssl.SSLError):
+        closed = True
+    except socket.timeout:
+        pass
+    return acked, closed
+
+
 result = {}
 own = f"devices/{cfg['device']}/modules/{cfg['module']}"
 other = f"devices/{cfg['device']}/modules/{cfg['other_module']}"
@@ -96,10 +146,13 @@ result["own_inputs_suback"] = p.suback
 # 3. A message of 250 000 bytes is accepted; one over 256 KiB closes the connection unacknowledged.
 info = p.client.publish(f"{own}/messages/events/%24.on=big", b"x" * 250_000, qos=1)
 result["large_accepted"] = p.wait_puback(info.mid)
-info = p.client.publish(f"{own}/messages/events/%24.on=big", b"x" * (256 * 1024), qos=1)
-result["oversize_acked"] = p.wait_puback(info.mid)
-result["oversize_disconnected"] = p.disconnected.wait(TIMEOUT)
 p.stop()
+# The oversize one goes over a raw TLS socket: paho 1.6.1 sometimes never notices a close that
+# arrives while it is still writing a large packet, which would test paho rather than the broker.
+raw = raw_session()
+packet = publish_packet(f"{own}/messages/events/%24.on=big", b"x" * (256 * 1024), packet_id=7)
+result["oversize_acked"], result["oversize_disconnected"] = send_and_watch(raw, packet)
+raw.close()
 
 # 4. Publishing as another module closes the connection unacknowledged.
 p = Probe(cfg["password"]).start()
