@@ -190,6 +190,9 @@ async fn stopping_the_node_removes_everything_it_created() {
     let pod = json!({
         "metadata": {"name": "busy"},
         "spec": {
+            // Without the token volume: its mount point is shared with the other tests' nodes,
+            // and this node, alone in its private registry, would remove it under them.
+            "automountServiceAccountToken": false,
             "volumes": [{"name": "scratch", "emptyDir": {}}],
             "containers": [{"name": "main", "image": "busybox", "command": ["/bin/sh", "-c", "echo up; exec sleep 3600"],
                 "volumeMounts": [{"name": "scratch", "mountPath": format!("{mount_root}/deep/data")}]}]
