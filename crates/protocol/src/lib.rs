@@ -23,6 +23,7 @@
 //! # Ok::<(), ironedge_protocol::Error>(())
 //! ```
 
+mod backoff;
 mod connection_string;
 mod encoding;
 mod error;
@@ -35,6 +36,7 @@ mod sas;
 pub mod topics;
 mod twin;
 
+pub use backoff::Backoff;
 pub use connection_string::{ConnectionString, ConnectionStringKind, Credential};
 pub use encoding::{decode_component, encode_component};
 pub use error::{

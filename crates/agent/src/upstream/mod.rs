@@ -7,10 +7,11 @@
 //! Each [`Link`] reconnects with exponential back-off and reports what happens as [`LinkEvent`]s;
 //! twin GETs and reported patches are request/response over `$rid`.
 
-mod backoff;
+mod jitter;
 mod link;
 
-pub use backoff::{Backoff, jitter};
+pub use ironedge_protocol::Backoff;
+pub use jitter::jitter;
 pub use link::{KeySource, Link, LinkSettings};
 
 use bytes::Bytes;

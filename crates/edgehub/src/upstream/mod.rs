@@ -16,11 +16,10 @@
 //! and a caller gets a future that resolves on the cloud's PUBACK; anything not acknowledged when
 //! the connection drops stays in the store and is sent again (at-least-once).
 
-mod backoff;
 mod connection;
 
-pub use backoff::Backoff;
 pub use connection::Connection;
+pub use ironedge_protocol::Backoff;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,6 @@
 //! Exponential reconnect back-off: 1 s doubling to 60 s, as IoT Edge's store-and-forward retry
-//! policy (`RoutingModule.cs`), with jitter so many identities do not reconnect in lockstep.
+//! policy (`RoutingModule.cs`), with jitter so many identities do not reconnect in lockstep. Used by
+//! the edge hub's and the edge agent's upstream links; callers pass the jitter (no clock here).
 
 use std::time::Duration;
 
