@@ -4,6 +4,9 @@ and the workload API), driven by the edge hub's integration tests.
 Every action prints one JSON line on stdout, so the Rust test can wait for lines instead of
 sleeping. Usage: module_client.py <command> [json-argument]
 
+With MODULE_CLIENT_WEBSOCKETS=1 the module connects with MQTT over WebSocket (the SDK's
+websockets=True: wss://<IOTEDGE_GATEWAYHOSTNAME>:443/$iothub/websocket) instead of MQTT on 8883.
+
   send '[{"output": "out1", "data": "...", "props": {...}, "json": true, "id": "m1"}, ...]'
       sends each message on its output (returns after each PUBACK), prints {"sent": n}
   receive '{"count": 3}'
@@ -15,18 +18,26 @@ sleeping. Usage: module_client.py <command> [json-argument]
 """
 
 import json
+import os
 import sys
 import threading
 
 from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
 
 
+# The SDK runs handlers on a thread pool (4 workers): without the lock two lines can interleave.
+_emit_lock = threading.Lock()
+
+
 def emit(obj):
-    print(json.dumps(obj), flush=True)
+    line = json.dumps(obj)
+    with _emit_lock:
+        print(line, flush=True)
 
 
 def connect():
-    client = IoTHubModuleClient.create_from_edge_environment(keep_alive=30)
+    websockets = os.environ.get("MODULE_CLIENT_WEBSOCKETS") == "1"
+    client = IoTHubModuleClient.create_from_edge_environment(keep_alive=30, websockets=websockets)
     client.connect()
     return client
 
@@ -49,7 +60,6 @@ def receive(client, arg):
     got = []
 
     def on_message(msg):
-        got.append(1)
         emit({
             "input": msg.input_name,
             "data": msg.data.decode("utf-8", "replace") if isinstance(msg.data, bytes) else msg.data,
@@ -57,8 +67,12 @@ def receive(client, arg):
             "message_id": msg.message_id,
             "content_type": msg.content_type,
         })
-        if len(got) >= arg["count"]:
-            done.set()
+        # Counted after the line is out: handlers run concurrently, and the process must not
+        # exit while another handler is still printing.
+        with _emit_lock:
+            got.append(1)
+            if len(got) >= arg["count"]:
+                done.set()
 
     client.on_message_received = on_message
     emit({"ready": True})

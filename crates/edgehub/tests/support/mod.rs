@@ -1,5 +1,6 @@
-//! Test harness: a real edge hub (in-process, on its own loopback address and port 8883), a real
-//! workload API on a unix socket, a test CA, and real SDK module processes.
+//! Test harness: a real edge hub (in-process, on its own loopback address and port 8883, with MQTT
+//! over WebSocket on port 443 of a second address), a real workload API on a unix socket, a test
+//! CA, and real SDK module processes.
 #![allow(
     dead_code,
     unreachable_pub,
@@ -130,10 +131,24 @@ impl Module {
     }
 }
 
+/// How an SDK module reaches the edge hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleTransport {
+    /// MQTT over TLS on port 8883 of [`EdgeHub::addr`].
+    Mqtt,
+    /// MQTT over WebSocket over TLS on port 443 of [`EdgeHub::websocket_addr`] (the SDK's
+    /// `websockets=True`).
+    WebSocket,
+}
+
 /// A running edge hub with its workload API.
 pub struct EdgeHub {
     pub dir: tempfile::TempDir,
+    /// Plain MQTT (8883) only.
     pub addr: Ipv4Addr,
+    /// MQTT over WebSocket (443) only: a module told to use this gateway host cannot have
+    /// reached the plain MQTT listener.
+    pub websocket_addr: Ipv4Addr,
     pub pki: Pki,
     pub workload_uri: String,
     pub hub: ironedge_edgehub::hub::Hub,
@@ -160,8 +175,8 @@ impl EdgeHub {
     pub async fn start_with_source(spec: EdgeHubSpec, source: ConfigSource) -> Self {
         ironedge_pki::install_default_provider();
         let addr = loopback();
-        let ip = addr.to_string();
-        let pki = Pki::new(&[&ip, "localhost"]);
+        let websocket_addr = loopback();
+        let pki = Pki::new(&[&addr.to_string(), &websocket_addr.to_string(), "localhost"]);
         let dir = tempfile::tempdir().unwrap();
 
         let keys = MemoryKeyStore::default();
@@ -190,6 +205,11 @@ impl EdgeHub {
         let mqtt = tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(addr), 8883))
             .await
             .unwrap();
+        // The SDK always dials port 443 for MQTT over WebSocket.
+        let websocket =
+            tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(websocket_addr), 443))
+                .await
+                .unwrap();
         let tls = ironedge_pki::server_config(&pki.chain_pem, &pki.key_pem).unwrap();
         let settings = HubSettings::new(EDGE, HUB);
         let options = EdgeHubOptions {
@@ -203,7 +223,7 @@ impl EdgeHub {
                 spec.modules.iter().map(Module::entry).collect()
             },
             mqtt,
-            websocket: None,
+            websocket: Some(websocket),
             tls,
             http: None,
             upstream: spec.upstream,
@@ -226,6 +246,7 @@ impl EdgeHub {
         Self {
             dir,
             addr,
+            websocket_addr,
             pki,
             workload_uri,
             hub,
@@ -237,16 +258,34 @@ impl EdgeHub {
 
     /// Environment for an SDK module process, exactly as the agent injects it.
     pub fn module_env(&self, module: &Module) -> Vec<(String, String)> {
-        vec![
+        self.module_env_over(module, ModuleTransport::Mqtt)
+    }
+
+    /// As [`EdgeHub::module_env`], with the gateway host serving `transport` and, for WebSocket,
+    /// `MODULE_CLIENT_WEBSOCKETS=1` for module_client.py.
+    pub fn module_env_over(
+        &self,
+        module: &Module,
+        transport: ModuleTransport,
+    ) -> Vec<(String, String)> {
+        let gateway = match transport {
+            ModuleTransport::Mqtt => self.addr,
+            ModuleTransport::WebSocket => self.websocket_addr,
+        };
+        let mut env: Vec<(String, String)> = vec![
             ("IOTEDGE_IOTHUBHOSTNAME".into(), HUB.into()),
             ("IOTEDGE_DEVICEID".into(), EDGE.into()),
             ("IOTEDGE_MODULEID".into(), module.name.clone()),
-            ("IOTEDGE_GATEWAYHOSTNAME".into(), self.addr.to_string()),
+            ("IOTEDGE_GATEWAYHOSTNAME".into(), gateway.to_string()),
             ("IOTEDGE_MODULEGENERATIONID".into(), "gen1".into()),
             ("IOTEDGE_WORKLOADURI".into(), self.workload_uri.clone()),
             ("IOTEDGE_APIVERSION".into(), "2019-01-30".into()),
             ("IOTEDGE_AUTHSCHEME".into(), "sasToken".into()),
-        ]
+        ];
+        if transport == ModuleTransport::WebSocket {
+            env.push(("MODULE_CLIENT_WEBSOCKETS".into(), "1".into()));
+        }
+        env
     }
 
     pub fn ca_file(&self) -> PathBuf {
@@ -289,10 +328,21 @@ pub struct ModuleProcess {
 
 impl ModuleProcess {
     pub fn spawn(hub: &EdgeHub, module: &Module, command: &str, arg: Value) -> Self {
+        Self::spawn_over(hub, module, ModuleTransport::Mqtt, command, arg)
+    }
+
+    /// As [`ModuleProcess::spawn`], connecting over `transport`.
+    pub fn spawn_over(
+        hub: &EdgeHub,
+        module: &Module,
+        transport: ModuleTransport,
+        command: &str,
+        arg: Value,
+    ) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/module_client.py");
         let mut cmd = Command::new(python());
         cmd.arg(script).arg(command).arg(arg.to_string());
-        for (k, v) in hub.module_env(module) {
+        for (k, v) in hub.module_env_over(module, transport) {
             cmd.env(k, v);
         }
         cmd.stdout(Stdio::piped())
