@@ -1,5 +1,6 @@
 //! The edge hub against the ironedge cloud hub: `$upstream` keeps the sender's identity and
-//! properties, twins sync both ways, and a direct method invoked at the cloud reaches the module.
+//! properties, twins sync both ways, and a direct method invoked at the cloud reaches the module
+//! (over MQTT or MQTT over WebSocket).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use ironedge_hub::storage::TelemetryFilter;
 use serde_json::{Value, json};
 use support::cloud::Cloud;
-use support::{EDGE, EdgeHub, EdgeHubSpec, Module, ModuleProcess, loopback};
+use support::{EDGE, EdgeHub, EdgeHubSpec, Module, ModuleProcess, ModuleTransport, loopback};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -59,6 +60,15 @@ async fn upstream_telemetry_reaches_the_cloud_as_the_sending_module_with_its_pro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_direct_method_invoked_at_the_cloud_reaches_the_module_and_its_answer_returns() {
+    direct_method_round_trip(ModuleTransport::Mqtt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_direct_method_reaches_a_module_connected_over_websocket_and_its_answer_returns() {
+    direct_method_round_trip(ModuleTransport::WebSocket).await;
+}
+
+async fn direct_method_round_trip(transport: ModuleTransport) {
     let module = Module::new("responder");
     let cloud = Cloud::start(loopback(), std::slice::from_ref(&module)).await;
     let hub = EdgeHub::start(EdgeHubSpec {
@@ -68,7 +78,7 @@ async fn a_direct_method_invoked_at_the_cloud_reaches_the_module_and_its_answer_
         registry: None,
     })
     .await;
-    let mut m = ModuleProcess::spawn(&hub, &module, "methods", json!({"count": 1}));
+    let mut m = ModuleProcess::spawn_over(&hub, &module, transport, "methods", json!({"count": 1}));
     m.expect("ready", T).await;
 
     // The edge hub subscribes upstream once the module subscribed; until then the cloud says 404.
