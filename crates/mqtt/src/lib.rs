@@ -9,9 +9,12 @@
 //! only, keepalive timeout 1.5 × the client's keepalive, one connection per identity (a new one
 //! kicks the old), persistent sessions with QoS 1 retransmission when CleanSession = 0.
 //!
+//! [`client`] is the other side: an MQTT client that batches its writes, for upstream links.
+//!
 //! Protocol state is a pure state machine ([`session`](crate::PersistedSession)); sockets live
 //! in a thin shell that batches writes per loop turn. Counters are in [`MqttMetrics`].
 
+pub mod client;
 mod config;
 mod connection;
 mod error;
