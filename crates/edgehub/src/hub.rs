@@ -473,13 +473,16 @@ impl Hub {
     pub fn refresh_metrics(&self) {
         let stats = self.inner.store.stats();
         let m = &self.inner.metrics;
-        m.store_bytes
-            .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        m.store_bytes.set(as_i64(stats.bytes));
+        let writer = self.inner.store.writer_stats();
+        m.store_commits.set(as_i64(writer.commits_total));
+        m.store_operations.set(as_i64(writer.operations_total));
+        m.store_largest_batch.set(as_i64(writer.largest_batch));
         for (name, e) in &stats.endpoints {
             let label = crate::metrics::EndpointLabel {
                 endpoint: name.clone(),
             };
-            let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             m.queue_length.get_or_create(&label).set(as_i64(e.len));
             m.messages_expired
                 .get_or_create(&label)

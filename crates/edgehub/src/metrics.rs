@@ -48,6 +48,13 @@ pub struct Metrics {
     pub messages_evicted: Family<EndpointLabel, Gauge>,
     /// Payload bytes in the store.
     pub store_bytes: Gauge,
+    /// Store commits (one fsync each) since start; operations per commit is the group-commit
+    /// batch size.
+    pub store_commits: Gauge,
+    /// Store operations (appends, acknowledgements, ...) committed since start.
+    pub store_operations: Gauge,
+    /// The most operations one store commit held.
+    pub store_largest_batch: Gauge,
     /// Refused CONNECTs, per reason.
     pub auth_failures: Family<ReasonLabel, Counter>,
     /// Refused PUBLISH/SUBSCRIBE.
@@ -112,6 +119,21 @@ impl Metrics {
             "store_bytes",
             "Payload bytes in the store",
             self.store_bytes.clone(),
+        );
+        r.register(
+            "store_commits",
+            "Store commits (one fsync each) since start",
+            self.store_commits.clone(),
+        );
+        r.register(
+            "store_operations",
+            "Store operations committed since start",
+            self.store_operations.clone(),
+        );
+        r.register(
+            "store_largest_batch",
+            "Most operations in one store commit",
+            self.store_largest_batch.clone(),
         );
         r.register(
             "auth_failures",

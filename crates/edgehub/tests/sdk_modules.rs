@@ -56,6 +56,12 @@ async fn module_outputs_reach_other_modules_inputs_through_routes_with_condition
     // Every send returned after its PUBACK, which comes after routing: the two messages no route
     // takes are already counted.
     assert_eq!(metric(&hub.hub, "no_route"), 2);
+    // The three routed messages were committed (group commit may have put them in one commit).
+    hub.hub.refresh_metrics();
+    let m = hub.hub.metrics();
+    assert!(m.store_operations.get() >= 3, "{}", m.store_operations.get());
+    assert!((1..=m.store_operations.get()).contains(&m.store_commits.get()));
+    assert!(m.store_largest_batch.get() >= 1);
 
     let mut got = Vec::new();
     for _ in 0..3 {

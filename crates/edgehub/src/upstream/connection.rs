@@ -1,15 +1,15 @@
 //! One upstream MQTT connection for one identity, with its reconnect loop.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use ironedge_mqtt::client::{self, Client, ClientError, ClientOptions};
+use ironedge_mqtt::{QoS, StreamTransport};
 use ironedge_protocol::{C2dTopic, Identity, MethodTopic, TwinTopic};
-use rumqttc::{
-    AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
-};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -23,13 +23,8 @@ const MAX_PACKET: usize = 256 * 1024 + 16 * 1024;
 const UPSTREAM_INFLIGHT: u16 = 1000;
 /// Where twin answers arrive; every connection subscribes to it.
 const TWIN_RESPONSES: &str = "$iothub/twin/res/#";
-
-/// Publishes waiting for their packet id, then for their PUBACK.
-#[derive(Default)]
-struct Acks {
-    awaiting_pkid: VecDeque<oneshot::Sender<()>>,
-    inflight: HashMap<u16, oneshot::Sender<()>>,
-}
+/// How long TCP, TLS and CONNECT/CONNACK together may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// An identity's upstream connection.
 pub struct Connection {
@@ -39,10 +34,7 @@ pub struct Connection {
     down: AtomicBool,
     /// The link's change counter, bumped on every state change of this connection.
     link_changed: Arc<watch::Sender<u64>>,
-    client: Mutex<Option<AsyncClient>>,
-    /// Keeps "remember the ack slot, then queue the publish" atomic so slots match packet ids.
-    order: tokio::sync::Mutex<()>,
-    acks: Mutex<Acks>,
+    client: Mutex<Option<Client>>,
     subscriptions: Mutex<BTreeSet<String>>,
     requests: Mutex<HashMap<String, oneshot::Sender<(u16, Bytes)>>>,
     next_rid: AtomicU64,
@@ -88,8 +80,6 @@ impl Connection {
             down: AtomicBool::new(false),
             link_changed,
             client: Mutex::new(None),
-            order: tokio::sync::Mutex::new(()),
-            acks: Mutex::new(Acks::default()),
             subscriptions: Mutex::new(BTreeSet::from([TWIN_RESPONSES.to_owned()])),
             requests: Mutex::new(HashMap::new()),
             next_rid: AtomicU64::new(1),
@@ -146,7 +136,7 @@ impl Connection {
         self.link_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    fn client(&self) -> Result<AsyncClient, UpstreamError> {
+    fn client(&self) -> Result<Client, UpstreamError> {
         if !self.is_connected() {
             return Err(UpstreamError::Offline(self.identity.to_string()));
         }
@@ -162,26 +152,16 @@ impl Connection {
         topic: String,
         payload: Bytes,
     ) -> Result<oneshot::Receiver<()>, UpstreamError> {
-        let client = self.client()?;
-        let _order = self.order.lock().await;
-        let (tx, rx) = oneshot::channel();
-        lock(&self.acks).awaiting_pkid.push_back(tx);
-        if client
-            .publish_bytes(topic, QoS::AtLeastOnce, false, payload)
+        self.client()?
+            .publish(topic, payload)
             .await
-            .is_err()
-        {
-            lock(&self.acks).awaiting_pkid.pop_back();
-            return Err(UpstreamError::Closed(self.identity.to_string()));
-        }
-        Ok(rx)
+            .map_err(|_| UpstreamError::Closed(self.identity.to_string()))
     }
 
     /// Publishes at QoS 0 (method responses, twin requests).
     async fn publish_qos0(&self, topic: String, payload: Bytes) -> Result<(), UpstreamError> {
-        let client = self.client()?;
-        client
-            .publish_bytes(topic, QoS::AtMostOnce, false, payload)
+        self.client()?
+            .publish_qos0(topic, payload)
             .await
             .map_err(|_| UpstreamError::Closed(self.identity.to_string()))
     }
@@ -189,8 +169,13 @@ impl Connection {
     /// Subscribes now (if connected) and after every reconnect.
     pub async fn ensure_subscribed(&self, filter: &str) {
         let added = lock(&self.subscriptions).insert(filter.to_owned());
-        if added && let Ok(client) = self.client() {
-            let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
+        if added
+            && let Ok(client) = self.client()
+            && let Ok(granted) = client
+                .subscribe(vec![(filter.to_owned(), QoS::AtLeastOnce)])
+                .await
+        {
+            let _ = granted.await;
         }
     }
 
@@ -276,25 +261,9 @@ impl Connection {
         }
     }
 
-    fn on_outgoing_publish(&self, pkid: u16) {
-        if pkid == 0 {
-            return;
-        }
-        let mut acks = lock(&self.acks);
-        if let Some(tx) = acks.awaiting_pkid.pop_front() {
-            acks.inflight.insert(pkid, tx);
-        }
-    }
-
-    fn on_puback(&self, pkid: u16) {
-        if let Some(tx) = lock(&self.acks).inflight.remove(&pkid) {
-            let _ = tx.send(());
-        }
-    }
-
-    /// Fails everything in flight: the senders are dropped, so waiters see an error.
+    /// Fails every twin request in flight (publishes fail with their connection) and forgets
+    /// the client.
     fn fail_in_flight(&self) {
-        *lock(&self.acks) = Acks::default();
         lock(&self.requests).clear();
         *lock(&self.client) = None;
     }
@@ -342,21 +311,55 @@ impl Connection {
     }
 }
 
-fn options(identity: &Identity, settings: &UpstreamSettings, token: String) -> MqttOptions {
-    let mut opts = MqttOptions::new(identity.client_id(), settings.host.clone(), settings.port);
-    opts.set_credentials(
-        identity.username(&settings.hub_host_name, API_VERSION),
-        token,
-    );
-    opts.set_keep_alive(settings.keep_alive);
-    opts.set_clean_session(true);
-    opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+fn options(identity: &Identity, settings: &UpstreamSettings, token: String) -> ClientOptions {
+    let mut opts = ClientOptions::new(identity.client_id());
+    opts.username = Some(identity.username(&settings.hub_host_name, API_VERSION));
+    opts.password = Some(token);
+    opts.keep_alive = settings.keep_alive;
+    opts.max_packet = MAX_PACKET;
     // A deep window: a backlog after an outage drains at the link's speed, not one RTT per 100.
-    opts.set_inflight(UPSTREAM_INFLIGHT);
-    opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(
-        settings.tls.clone(),
-    )));
+    opts.inflight = UPSTREAM_INFLIGHT;
     opts
+}
+
+/// Why one connection attempt or connection ended.
+#[derive(Debug, thiserror::Error)]
+enum Attempt {
+    #[error("connecting to {0} failed: {1}")]
+    Dial(String, std::io::Error),
+    #[error("TLS with {0} failed: {1}")]
+    Tls(String, std::io::Error),
+    #[error("invalid TLS server name {0}")]
+    ServerName(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Mqtt(#[from] ClientError),
+}
+
+/// TCP, TLS and CONNECT/CONNACK.
+async fn open(
+    settings: &UpstreamSettings,
+    opts: &ClientOptions,
+) -> Result<(Client, client::Connection), Attempt> {
+    let address = format!("{}:{}", settings.host, settings.port);
+    let attempt = async {
+        let tcp = TcpStream::connect(address.as_str())
+            .await
+            .map_err(|e| Attempt::Dial(address.clone(), e))?;
+        // Batches are written whole; a lone request must not wait for the previous ACK.
+        let _ = tcp.set_nodelay(true);
+        let name = rustls::pki_types::ServerName::try_from(settings.host.clone())
+            .map_err(|_| Attempt::ServerName(settings.host.clone()))?;
+        let tls = tokio_rustls::TlsConnector::from(settings.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Attempt::Tls(address.clone(), e))?;
+        Ok(client::connect(StreamTransport(tls), opts).await?)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .unwrap_or(Err(Attempt::Timeout(CONNECT_TIMEOUT)))
 }
 
 /// The reconnect loop: connect with a fresh token, pump events until the connection fails, back
@@ -379,57 +382,70 @@ async fn run(
             }
             continue;
         };
-        let (client, mut eventloop) =
-            AsyncClient::new(options(&conn.identity, &settings, token), 1024);
-        *lock(&conn.client) = Some(client.clone());
-        let mut was_connected = false;
-        loop {
-            let event = tokio::select! {
-                () = shutdown.cancelled() => {
-                    let _ = client.disconnect().await;
-                    break;
-                }
-                event = eventloop.poll() => event,
-            };
-            match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack)))
-                    if ack.code == rumqttc::ConnectReturnCode::Success =>
-                {
-                    was_connected = true;
-                    backoff.reset();
-                    let filters: Vec<String> = lock(&conn.subscriptions).iter().cloned().collect();
-                    for filter in filters {
-                        let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
-                    }
-                    conn.set_state(true);
-                    tracing::info!(identity = %conn.identity, "upstream connected");
-                    let _ = events
-                        .send(UpstreamEvent::Connected(conn.identity.clone()))
-                        .await;
-                }
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => conn.on_outgoing_publish(pkid),
-                Ok(Event::Incoming(Packet::PubAck(ack))) => conn.on_puback(ack.pkid),
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    conn.dispatch(&p.topic, p.payload, &events).await;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(identity = %conn.identity, error = %e, "upstream connection lost");
-                    break;
-                }
+        let opts = options(&conn.identity, &settings, token);
+        let opened = tokio::select! {
+            () = shutdown.cancelled() => break,
+            opened = open(&settings, &opts) => opened,
+        };
+        match opened {
+            Ok((client, connection)) => {
+                backoff.reset();
+                serve(&conn, client, connection, &events, &shutdown).await;
             }
-        }
-        conn.fail_in_flight();
-        conn.set_state(false);
-        if was_connected {
-            let _ = events
-                .send(UpstreamEvent::Disconnected(conn.identity.clone()))
-                .await;
+            Err(e) => {
+                tracing::warn!(identity = %conn.identity, error = %e, "upstream connection failed");
+                conn.fail_in_flight();
+                conn.set_state(false);
+            }
         }
         if sleep_or_shutdown(&mut backoff, &shutdown).await {
             break;
         }
     }
+}
+
+/// Runs one established connection: subscribes, then relays what the cloud sends until the
+/// connection ends or shutdown.
+async fn serve(
+    conn: &Arc<Connection>,
+    client: Client,
+    mut connection: client::Connection,
+    events: &mpsc::Sender<UpstreamEvent>,
+    shutdown: &CancellationToken,
+) {
+    *lock(&conn.client) = Some(client.clone());
+    let filters: Vec<(String, QoS)> = lock(&conn.subscriptions)
+        .iter()
+        .map(|f| (f.clone(), QoS::AtLeastOnce))
+        .collect();
+    // Queued before anything else can be sent (twin requests need the response subscription);
+    // the SUBACK is not waited for.
+    let _ = client.subscribe(filters).await;
+    conn.set_state(true);
+    tracing::info!(identity = %conn.identity, "upstream connected");
+    let _ = events
+        .send(UpstreamEvent::Connected(conn.identity.clone()))
+        .await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                let _ = client.disconnect().await;
+                break;
+            }
+            next = connection.next() => match next {
+                Ok(p) => conn.dispatch(&p.topic, p.payload, events).await,
+                Err(e) => {
+                    tracing::warn!(identity = %conn.identity, error = %e, "upstream connection lost");
+                    break;
+                }
+            },
+        }
+    }
+    conn.fail_in_flight();
+    conn.set_state(false);
+    let _ = events
+        .send(UpstreamEvent::Disconnected(conn.identity.clone()))
+        .await;
 }
 
 /// Sleeps for the next back-off delay; true if shutdown came first.
