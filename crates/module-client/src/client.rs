@@ -619,6 +619,10 @@ async fn connect_once(
     };
     let (mqtt, mut eventloop) =
         AsyncClient::new(mqtt_options(env, options, token, tls), REQUEST_CAPACITY);
+    // rumqttc leaves Nagle on: small PUBLISHes would wait for the previous segment's ACK.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     client.begin_connection(mqtt.clone());
     let renew = tokio::time::sleep(options.renew_after());
     tokio::pin!(renew);

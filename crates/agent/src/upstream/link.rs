@@ -317,7 +317,12 @@ async fn run(
         let expiry = unix_now() + settings.token_ttl.as_secs();
         let resource = link.identity.resource_uri(&settings.hub_host_name);
         let token = SasToken::build(&resource, &key, expiry, None).to_string();
-        let (client, eventloop) = AsyncClient::new(options(&link.identity, &settings, token), 64);
+        let (client, mut eventloop) =
+            AsyncClient::new(options(&link.identity, &settings, token), 64);
+        // rumqttc leaves Nagle on: small PUBLISHes would wait for the previous segment's ACK.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         *lock(&link.client) = Some(client.clone());
         let renew_after = settings.token_ttl.mul_f64(0.8);
         let (ended, was_connected) =
