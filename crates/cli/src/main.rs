@@ -61,7 +61,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    // Tools whose output is figures log only problems unless asked for more.
+    let quiet = matches!(&cli.command, Command::Edgehub(args) if args.is_bench());
+    telemetry::init(if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Manifest(cmd) => commands::manifest::run(cmd),
         Command::Route(cmd) => commands::route::run(cmd),

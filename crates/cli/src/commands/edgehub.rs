@@ -29,9 +29,17 @@ pub(crate) struct EdgeHubArgs {
     serve: ServeArgs,
 }
 
+impl EdgeHubArgs {
+    /// True for `ironedge edgehub bench`.
+    pub(crate) fn is_bench(&self) -> bool {
+        matches!(self.command, Some(EdgeHubCommand::Bench(_)))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum EdgeHubCommand {
-    /// Measure module→module throughput and latency through the edge hub, beside mosquitto.
+    /// Measure module→module throughput and latency through the edge hub beside mosquitto,
+    /// memory, and the replay rate after an outage.
     Bench(crate::commands::edgehub_bench::BenchArgs),
 }
 

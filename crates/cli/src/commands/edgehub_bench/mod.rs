@@ -4,14 +4,17 @@
 //! - module→module QoS 1 throughput and p50/p99 latency through the edge hub (TLS, routing and
 //!   the durable store on), and through mosquitto doing plain pub/sub over TLS;
 //! - the edge hub's RSS idle and at 1 000 msg/s;
-//! - the replay rate of a backlog to the cloud after an outage (mosquitto stands in for the cloud
-//!   MQTT endpoint, so the figure is the edge hub's drain rate).
+//! - the replay rate of a backlog to the cloud after an outage, twice: to a stand-in cloud that
+//!   acknowledges at once (the edge hub's drain rate) and through mosquitto to a QoS 1
+//!   subscriber (what a broker that also forwards makes of it).
 //!
 //! Servers run as child processes on 127.0.0.x so their memory is measured alone. Nothing here is
 //! a pass/fail test: it prints figures.
 
 // The figures are this tool's output.
 #![allow(clippy::print_stdout)]
+
+mod counting_cloud;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,10 @@ pub(crate) struct BenchArgs {
     /// Messages queued during the simulated outage before the replay is measured.
     #[arg(long, default_value_t = 100_000)]
     replay_messages: usize,
+    /// Store-and-forward time to live of the replayed messages, in seconds (0: none). With a TTL
+    /// the store also keeps an expiry index, which every acknowledgement updates.
+    #[arg(long, default_value_t = 7200)]
+    replay_ttl_secs: u64,
     /// Loopback address the servers bind.
     #[arg(long, default_value = "127.0.0.77")]
     address: String,
@@ -50,6 +57,8 @@ pub(crate) struct BenchArgs {
 }
 
 const HUB: &str = "bench-hub.azure-devices.net";
+/// Unacknowledged QoS 1 messages per client, the same for the clients and for mosquitto.
+const CLIENT_INFLIGHT: u16 = 100;
 const EDGE: &str = "bench-edge";
 
 /// Certificates and keys for the run.
@@ -90,6 +99,12 @@ impl Fixture {
 
     fn tls(&self) -> Result<Arc<rustls::ClientConfig>> {
         Ok(ironedge_pki::client_config(&self.ca_pem, None)?)
+    }
+
+    fn server_tls(&self) -> Result<Arc<rustls::ServerConfig>> {
+        let chain = std::fs::read_to_string(self.path("server.pem"))?;
+        let key = std::fs::read_to_string(self.path("server.key"))?;
+        Ok(ironedge_pki::server_config(&chain, &key)?)
     }
 }
 
@@ -136,10 +151,15 @@ fn client(
     }
     opts.set_keep_alive(Duration::from_secs(60));
     opts.set_clean_session(true);
-    opts.set_inflight(100);
+    opts.set_inflight(CLIENT_INFLIGHT);
     opts.set_max_packet_size(300 * 1024, 300 * 1024);
     opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls.clone())));
-    AsyncClient::new(opts, 1024)
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    // rumqttc leaves Nagle on: small PUBLISHes would wait for the previous segment's ACK.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    (client, eventloop)
 }
 
 /// Waits for the CONNACK (and the SUBACK when subscribing).
@@ -310,7 +330,8 @@ async fn start_edgehub(
         .arg(fx.path("identities.json"))
         .arg("--routes")
         .arg(fx.path("routes.json"))
-        .env("RUST_LOG", "warn")
+        // The outage is staged: the upstream link's failures are expected here.
+        .env("RUST_LOG", "warn,ironedge_edgehub::upstream=error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
@@ -324,10 +345,17 @@ async fn start_edgehub(
     Ok(Server { child })
 }
 
-async fn start_mosquitto(bin: &Path, fx: &Fixture, host: &str, port: u16) -> Result<Server> {
+/// Starts mosquitto with `inflight` unacknowledged QoS 1 messages per client (0: no limit).
+async fn start_mosquitto(
+    bin: &Path,
+    fx: &Fixture,
+    host: &str,
+    port: u16,
+    inflight: u16,
+) -> Result<Server> {
     let conf = fx.path(&format!("mosquitto-{port}.conf"));
     let text = format!(
-        "listener {port} {host}\nallow_anonymous true\npersistence false\nmax_inflight_messages 100\nmax_queued_messages 100000\n\
+        "listener {port} {host}\nallow_anonymous true\npersistence false\nmax_inflight_messages {inflight}\nmax_queued_messages 0\nset_tcp_nodelay true\n\
          cafile {}\ncertfile {}\nkeyfile {}\ntls_version tlsv1.2\nlog_type error\n",
         fx.path("ca.pem").display(),
         fx.path("server.pem").display(),
@@ -360,7 +388,6 @@ fn plain_login(id: &str) -> Login {
 }
 
 const M2M_ROUTES: &str = r#"{"routes": {"m2m": "FROM /messages/modules/sender/outputs/out INTO BrokeredEndpoint(\"/modules/receiver/inputs/in\")"}}"#;
-const UP_ROUTES: &str = r#"{"routes": {"up": "FROM /messages/modules/sender/* INTO $upstream"}, "storeAndForward": {"timeToLiveSecs": 7200}}"#;
 
 /// Runs the load tool and prints the figures.
 pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -391,7 +418,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         let port = free_port(host)?;
         Some((
-            start_mosquitto(&args.mosquitto, &fx, host, port).await?,
+            start_mosquitto(&args.mosquitto, &fx, host, port, CLIENT_INFLIGHT).await?,
             port,
         ))
     };
@@ -482,28 +509,84 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
     }
 
     // Replay: queue a backlog for $upstream with the cloud down, then bring the cloud up.
-    if let Some((m, _)) = mosquitto {
-        drop(m);
-        let cloud_port = free_port(host)?;
-        let hub_port = free_port(host)?;
+    let with_mosquitto = mosquitto.is_some();
+    drop(mosquitto);
+    let n = args.replay_messages;
+    let replay = Replay {
+        fx: &fx,
+        host,
+        tls: &tls,
+        sender: &sender,
+        topic: &pub_topic,
+        ttl_secs: args.replay_ttl_secs,
+    };
+    let (rate, got) = replay.run("replay-ack.redb", n, Cloud::Counting).await?;
+    println!(
+        "replay to the cloud after an outage: {got} of {n} messages at {rate:.0} msg/s (stand-in cloud acknowledges at once)"
+    );
+    if with_mosquitto {
+        let cloud = Cloud::Mosquitto(&args.mosquitto);
+        let (rate, got) = replay.run("replay-mosquitto.redb", n, cloud).await?;
+        println!(
+            "replay through mosquitto to a QoS 1 subscriber: {got} of {n} messages at {rate:.0} msg/s"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What stands in for the cloud during a replay.
+enum Cloud<'a> {
+    /// Our broker core acknowledging every message at once, in this process.
+    Counting,
+    /// mosquitto (this binary), with a QoS 1 subscriber counting what it forwards.
+    Mosquitto(&'a Path),
+}
+
+/// One replay run's setting.
+struct Replay<'a> {
+    fx: &'a Fixture,
+    host: &'a str,
+    tls: &'a Arc<rustls::ClientConfig>,
+    sender: &'a Login,
+    topic: &'a str,
+    ttl_secs: u64,
+}
+
+impl Replay<'_> {
+    /// Queues `n` messages for `$upstream` with the cloud down, starts the cloud and measures the
+    /// drain: (msg/s, messages that arrived).
+    async fn run(&self, store: &str, n: usize, cloud: Cloud<'_>) -> Result<(f64, usize)> {
+        let cloud_port = free_port(self.host)?;
+        let hub_port = free_port(self.host)?;
+        let routes = format!(
+            r#"{{"routes": {{"up": "FROM /messages/modules/sender/* INTO $upstream"}}, "storeAndForward": {{"timeToLiveSecs": {}}}}}"#,
+            self.ttl_secs
+        );
         let hub = start_edgehub(
-            &fx,
-            host,
+            self.fx,
+            self.host,
             hub_port,
-            &fx.path("replay.redb"),
-            UP_ROUTES,
+            &self.fx.path(store),
+            &routes,
             Some(cloud_port),
         )
         .await?;
-        let n = args.replay_messages;
-        fill_backlog(host, hub_port, &tls, &sender, &pub_topic, n).await?;
-        let cloud = start_mosquitto(&args.mosquitto, &fx, host, cloud_port).await?;
-        let (rate, got) = count_replay(host, cloud_port, &tls, n).await?;
-        println!("replay to the cloud after an outage: {got} of {n} messages at {rate:.0} msg/s");
-        drop(cloud);
+        fill_backlog(self.host, hub_port, self.tls, self.sender, self.topic, n).await?;
+        let figures = match cloud {
+            Cloud::Counting => {
+                let listener = tokio::net::TcpListener::bind((self.host, cloud_port)).await?;
+                let cloud = counting_cloud::CountingCloud::start(listener, self.fx.server_tls()?);
+                cloud.count(n, REPLAY_STALL).await
+            }
+            Cloud::Mosquitto(bin) => {
+                // No inflight limit towards the subscriber: its window would be the bound.
+                let _cloud = start_mosquitto(bin, self.fx, self.host, cloud_port, 0).await?;
+                count_replay(self.host, cloud_port, self.tls, n).await?
+            }
+        };
         drop(hub);
+        Ok(figures)
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Publishes `n` small messages (acknowledged = stored) while the cloud is down.
@@ -541,6 +624,9 @@ async fn fill_backlog(
     Ok(())
 }
 
+/// How long the replay may go without a message before the tool reports what arrived.
+const REPLAY_STALL: Duration = Duration::from_secs(30);
+
 /// Subscribes on the stand-in cloud and measures how fast the backlog arrives.
 async fn count_replay(
     host: &str,
@@ -549,13 +635,16 @@ async fn count_replay(
     n: usize,
 ) -> Result<(f64, usize)> {
     let (c, mut ev) = client(&plain_login("bench-cloud"), host, port, tls);
-    c.subscribe("devices/#", QoS::AtMostOnce).await?;
+    // QoS 1: mosquitto drops QoS 0 messages for a subscriber that falls behind, which would
+    // count as lost messages here.
+    c.subscribe("devices/#", QoS::AtLeastOnce).await?;
     wait_ready(&mut ev, true).await?;
     let mut got = 0;
     let mut first = None;
     let mut last = Instant::now();
-    while got < n {
-        match tokio::time::timeout(Duration::from_secs(60), ev.poll()).await {
+    // Keepalive traffic must not keep a stalled replay waiting: the limit is on publishes.
+    while got < n && last.elapsed() < REPLAY_STALL {
+        match tokio::time::timeout(REPLAY_STALL, ev.poll()).await {
             Ok(Ok(Event::Incoming(Packet::Publish(_)))) => {
                 got += 1;
                 first.get_or_insert_with(Instant::now);
