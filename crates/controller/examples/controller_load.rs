@@ -114,6 +114,15 @@ async fn run_load() {
         o.namespaces, o.modules, o.resync_seconds
     );
 
+    // Anything already answering on the metrics port (another run's controller) would be read
+    // as ours: refuse to start instead of printing someone else's figures.
+    if std::net::TcpListener::bind(("127.0.0.1", o.metrics_port)).is_err() {
+        eprintln!(
+            "port {} is in use (another controller_load run?); pass --metrics-port",
+            o.metrics_port
+        );
+        std::process::exit(1);
+    }
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--serve-controller",
@@ -133,6 +142,10 @@ async fn run_load() {
         || async { scrape(o.metrics_port).await.is_some().then_some(()) },
     )
     .await;
+    if let Ok(Some(status)) = child.try_wait() {
+        eprintln!("the controller exited at start ({status}); see its output above");
+        std::process::exit(1);
+    }
 
     let names: Vec<String> = (0..o.namespaces)
         .map(|i| format!("load-{run}-{i:03}"))

@@ -234,7 +234,7 @@ impl<H: Hooks, T: Transport> Connection<H, T> {
             return None;
         }
         shared.metrics.connections_active.inc();
-        info!(client_id = %request.client_id, peer = %request.peer, clean = request.clean_session, keep_alive = request.keep_alive, "connected");
+        info!(client_id = %request.client_id, peer = %request.peer, clean = request.clean_session, keep_alive = request.keep_alive, transport = ?request.transport, "connected");
         shared
             .hooks
             .connected(&handle, session_present, &persisted.subscriptions);
