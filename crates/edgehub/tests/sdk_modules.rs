@@ -59,7 +59,11 @@ async fn module_outputs_reach_other_modules_inputs_through_routes_with_condition
     // The three routed messages were committed (group commit may have put them in one commit).
     hub.hub.refresh_metrics();
     let m = hub.hub.metrics();
-    assert!(m.store_operations.get() >= 3, "{}", m.store_operations.get());
+    assert!(
+        m.store_operations.get() >= 3,
+        "{}",
+        m.store_operations.get()
+    );
     assert!((1..=m.store_operations.get()).contains(&m.store_commits.get()));
     assert!(m.store_largest_batch.get() >= 1);
 
