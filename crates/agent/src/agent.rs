@@ -41,7 +41,7 @@ use crate::reporter::{self, DesiredReport, ReporterFacts, ReporterInputs};
 use crate::server::{self, Readiness};
 use crate::settings::AgentSettings;
 use crate::sync::{ModuleMaps, Sync};
-use crate::upstream::{Backoff, Link, LinkSettings, jitter};
+use crate::upstream::{Backoff, Connection, KeyTokens, SUBSCRIPTIONS, UpstreamSettings, jitter};
 
 /// The sockets the agent serves on, bound by the caller.
 #[derive(Debug)]
@@ -170,14 +170,19 @@ pub async fn run(
 
     let (link_events, link_rx) = mpsc::channel(64);
     let link_settings = link_settings(&settings)?;
+    let changed = Arc::new(watch::channel(0).0);
     let link = |module: &str| {
         let ids = identities.clone();
         let id = module.to_string();
-        Link::start(
+        Connection::start(
             Identity::module(settings.device.device_id.clone(), module),
             link_settings.clone(),
-            Arc::new(move || ids.keys(&id).map(|k| k.primary)),
+            Arc::new(KeyTokens(Arc::new(move || {
+                ids.keys(&id).map(|k| k.primary)
+            }))),
+            &SUBSCRIPTIONS,
             link_events.clone(),
+            changed.clone(),
             shutdown.clone(),
         )
     };
@@ -291,9 +296,9 @@ fn start_controller(
     (metrics, health)
 }
 
-fn link_settings(settings: &AgentSettings) -> Result<LinkSettings> {
+fn link_settings(settings: &AgentSettings) -> Result<UpstreamSettings> {
     let tls = ironedge_pki::client_config(&settings.hub.trust_pem, None)?;
-    Ok(LinkSettings {
+    Ok(UpstreamSettings {
         hub_host_name: settings.device.host_name.clone(),
         host: settings.hub.mqtt_host.clone(),
         port: settings.hub.mqtt_port,
@@ -303,6 +308,8 @@ fn link_settings(settings: &AgentSettings) -> Result<LinkSettings> {
         backoff_min: settings.timing.backoff_min,
         backoff_max: settings.timing.backoff_max,
         operation_timeout: settings.timing.operation_timeout,
+        // Twin requests and method answers only: no telemetry window to fill.
+        inflight: 16,
     })
 }
 

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::identities::{EDGE_AGENT, EDGE_HUB};
 use crate::metrics::Metrics;
 use crate::reported::{self, Inputs, LastDesired, Platform};
-use crate::upstream::Link;
+use crate::upstream::{Connection, module_id};
 
 /// What the sync loop tells the reporter about the desired side.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +59,7 @@ pub struct ReporterFacts {
 
 /// Runs until `shutdown`.
 pub async fn run(
-    links: Vec<Arc<Link>>,
+    links: Vec<Arc<Connection>>,
     mut inputs: ReporterInputs,
     facts: ReporterFacts,
     metrics: Arc<Metrics>,
@@ -121,7 +121,7 @@ pub async fn run(
         let hub_doc = reported::edge_hub(desired.hub.as_ref());
         let mut all_sent = true;
         for link in &links {
-            let doc = match link.module_id() {
+            let doc = match module_id(link) {
                 EDGE_AGENT => &agent_doc,
                 EDGE_HUB => &hub_doc,
                 _ => continue,
@@ -139,12 +139,12 @@ pub async fn run(
 
 /// Sends the diff of `doc` against the link's baseline; false when it must be tried again.
 async fn send(
-    link: &Link,
+    link: &Connection,
     doc: &Value,
     baselines: &mut HashMap<String, Value>,
     metrics: &Metrics,
 ) -> bool {
-    let module = link.module_id().to_string();
+    let module = module_id(link).to_string();
     let Some(baseline) = baselines.get(&module) else {
         // Not connected since start, or the full GET after connecting is still to come.
         return true;

@@ -32,7 +32,7 @@ use crate::reported::LastDesired;
 use crate::reporter::DesiredReport;
 use crate::settings::AgentSettings;
 use crate::twin_sync::{PatchOutcome, TwinSync, version_of};
-use crate::upstream::{Backoff, Link, LinkEvent, jitter};
+use crate::upstream::{Backoff, Connection, UpstreamEvent, jitter, module_id};
 
 /// Longest `lastDesiredStatus.description` (the twin limits strings to 4 KB).
 const MAX_DESCRIPTION: usize = 2000;
@@ -88,9 +88,9 @@ pub struct Sync {
     /// Settings.
     pub settings: AgentSettings,
     /// `$edgeAgent` link.
-    pub agent_link: Arc<Link>,
+    pub agent_link: Arc<Connection>,
     /// `$edgeHub` link.
-    pub hub_link: Arc<Link>,
+    pub hub_link: Arc<Connection>,
     /// Module identities.
     pub identities: Arc<IdentityManager>,
     /// The namespace writer.
@@ -129,14 +129,14 @@ struct State {
 }
 
 impl Sync {
-    fn link(&self, module: &str) -> Option<&Arc<Link>> {
+    fn link(&self, module: &str) -> Option<&Arc<Connection>> {
         [&self.agent_link, &self.hub_link]
             .into_iter()
-            .find(|l| l.module_id() == module)
+            .find(|l| module_id(l) == module)
     }
 
     /// Runs until `shutdown`, then reports 406 ("agent is not running") if it can.
-    pub async fn run(self, mut events: mpsc::Receiver<LinkEvent>, shutdown: CancellationToken) {
+    pub async fn run(self, mut events: mpsc::Receiver<UpstreamEvent>, shutdown: CancellationToken) {
         let timing = self.settings.timing.clone();
         let mut state = State {
             agent: TwinSync::default(),
@@ -159,7 +159,7 @@ impl Sync {
                 },
                 _ = refresh.tick() => {
                     for link in [&self.agent_link, &self.hub_link] {
-                        state.refetch.insert(link.module_id().to_string(), Instant::now());
+                        state.refetch.insert(module_id(link).to_string(), Instant::now());
                     }
                 }
                 () = sleep_until(wake) => {
@@ -179,14 +179,17 @@ impl Sync {
         self.report_shutdown().await;
     }
 
-    async fn on_event(&self, event: LinkEvent, state: &mut State) {
+    async fn on_event(&self, event: UpstreamEvent, state: &mut State) {
+        let module = |identity: ironedge_protocol::Identity| identity.module_id.unwrap_or_default();
         match event {
-            LinkEvent::Connected(module) => {
+            UpstreamEvent::Connected(identity) => {
+                let module = module(identity);
                 self.connected(&module, true);
                 self.full_get(&module, state).await;
             }
-            LinkEvent::Disconnected(module) => self.connected(&module, false),
-            LinkEvent::DesiredPatch { module, patch } => {
+            UpstreamEvent::Disconnected(identity) => self.connected(&module(identity), false),
+            UpstreamEvent::DesiredPatch { identity, patch } => {
+                let module = module(identity);
                 let twin = if module == identities::EDGE_AGENT {
                     &mut state.agent
                 } else {
@@ -204,12 +207,14 @@ impl Sync {
                     }
                 }
             }
-            LinkEvent::Method {
-                module,
-                name,
+            UpstreamEvent::MethodRequest {
+                identity,
+                method,
                 rid,
                 payload,
-            } => self.method(module, name, rid, payload),
+            } => self.method(module(identity), method, rid, payload),
+            // The agent's identities are modules: the cloud sends them no C2D.
+            UpstreamEvent::CloudToDevice { .. } => {}
         }
     }
 
@@ -500,7 +505,8 @@ impl Sync {
                     json!({"message": format!("{module} has no direct method {name:?} on Kubernetes")}),
                 )
             };
-            if let Err(e) = link.method_response(&rid, status, &body).await {
+            let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+            if let Err(e) = link.method_response(&rid, i32::from(status), body).await {
                 tracing::warn!(method = %name, error = %e, "could not answer a direct method");
             }
         });

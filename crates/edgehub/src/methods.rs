@@ -37,7 +37,7 @@ pub(crate) async fn run_upstream_events(hub: Hub, mut events: Events) {
                 payload,
             } => method_request(&hub, identity, method, rid, payload).await,
             UpstreamEvent::DesiredPatch { identity, patch } => {
-                twins::on_desired(&hub, &identity, patch).await;
+                twins::on_desired(&hub, &identity, serde_json::Value::Object(patch)).await;
             }
             UpstreamEvent::CloudToDevice {
                 identity,

@@ -1,82 +1,52 @@
-//! The agent's MQTT links to the hub, one per identity it speaks for: `$edgeAgent` (its own twin,
-//! direct methods) and `$edgeHub` (the hub section of the deployment: routes and
+//! The agent's MQTT connections to the hub, one per identity it speaks for: `$edgeAgent` (its own
+//! twin, direct methods) and `$edgeHub` (the hub section of the deployment: routes and
 //! store-and-forward). IoT Hub's device API over MQTT 3.1.1/TLS with module SAS tokens the agent
 //! signs with keys it holds (`reference/iot-hub-protocols.md` §1–2), so the same code talks to the
 //! ironedge hub and to Azure IoT Hub.
 //!
-//! Each [`Link`] reconnects with exponential back-off and reports what happens as [`LinkEvent`]s;
-//! twin GETs and reported patches are request/response over `$rid`.
+//! The connections are [`ironedge_upstream::Connection`]s, shared with the edge hub: they
+//! reconnect with back-off, renew their token before it expires and report what happens as
+//! [`UpstreamEvent`]s; twin GETs and reported patches are request/response over `$rid`.
 
-mod jitter;
-mod link;
+pub use ironedge_upstream::{
+    Backoff, Connection, UpstreamError, UpstreamEvent, UpstreamSettings, jitter,
+};
 
-pub use ironedge_protocol::Backoff;
-pub use jitter::jitter;
-pub use link::{KeySource, Link, LinkSettings};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use serde_json::{Map, Value};
+use ironedge_protocol::{Identity, SasToken, SymmetricKey};
 
-/// What a link tells the agent.
-#[derive(Debug, Clone)]
-pub enum LinkEvent {
-    /// Connected (again): time for a full twin GET.
-    Connected(String),
-    /// The connection dropped.
-    Disconnected(String),
-    /// A desired-properties patch (with `$version`).
-    DesiredPatch {
-        /// Module id of the link.
-        module: String,
-        /// The patch.
-        patch: Map<String, Value>,
-    },
-    /// A direct method call.
-    Method {
-        /// Module id of the link.
-        module: String,
-        /// Method name as sent.
-        name: String,
-        /// Request id to answer with.
-        rid: String,
-        /// Request payload.
-        payload: Bytes,
-    },
+/// What the agent's connections subscribe to besides twin responses.
+pub const SUBSCRIPTIONS: [&str; 2] = [
+    "$iothub/twin/PATCH/properties/desired/#",
+    "$iothub/methods/POST/#",
+];
+
+/// Signs tokens for a connection: the identity's current primary key, if known yet.
+pub type KeySource = Arc<dyn Fn() -> Option<SymmetricKey> + Send + Sync>;
+
+/// Tokens signed with the key a [`KeySource`] gives.
+pub struct KeyTokens(pub KeySource);
+
+impl std::fmt::Debug for KeyTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyTokens")
+    }
 }
 
-/// A failed operation on a link.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// Not connected right now.
-    #[error("{0} is not connected to the hub")]
-    Offline(String),
-    /// The connection closed while waiting.
-    #[error("the connection of {0} closed during the request")]
-    Closed(String),
-    /// No answer in time.
-    #[error("{operation} for {identity} timed out")]
-    Timeout {
-        /// What was attempted.
-        operation: &'static str,
-        /// Who.
-        identity: String,
-    },
-    /// The hub answered with an error status.
-    #[error("{operation} for {identity} failed with status {status}")]
-    Status {
-        /// What was attempted.
-        operation: &'static str,
-        /// Who.
-        identity: String,
-        /// The status.
-        status: u16,
-    },
-    /// The answer was not JSON.
-    #[error("{operation} for {identity}: the hub's answer is not JSON")]
-    Decode {
-        /// What was attempted.
-        operation: &'static str,
-        /// Who.
-        identity: String,
-    },
+impl ironedge_upstream::TokenSource for KeyTokens {
+    fn token(&self, identity: &Identity, hub_host_name: &str, expiry: u64) -> Option<String> {
+        let key = (self.0)()?;
+        let resource = identity.resource_uri(hub_host_name);
+        Some(SasToken::build(&resource, &key, expiry, None).to_string())
+    }
+}
+
+/// The module id a connection speaks for (`$edgeAgent`, `$edgeHub`).
+pub fn module_id(connection: &Connection) -> &str {
+    connection
+        .identity()
+        .module_id
+        .as_deref()
+        .unwrap_or_default()
 }

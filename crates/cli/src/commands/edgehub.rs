@@ -303,6 +303,7 @@ fn upstream_settings(args: &ServeArgs, hub_host_name: &str) -> Result<Option<Ups
         backoff_min: Duration::from_secs(1),
         backoff_max: Duration::from_secs(60),
         operation_timeout: Duration::from_secs(20),
+        inflight: 1000,
     }))
 }
 

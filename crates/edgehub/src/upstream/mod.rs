@@ -10,134 +10,24 @@
 //! not forward module tokens: it mints a fresh token for every upstream CONNECT with the identity's
 //! own symmetric key, which it obtained from the cloud registry with the edge device's credentials
 //! and keeps in the durable identity cache ([`TokenSource`]). So a drain after any outage connects
-//! with valid credentials, and a token can never expire mid-drain for longer than one reconnect.
+//! with valid credentials, and a long drain reconnects with a fresh token at 80 % of the old one's
+//! lifetime instead of being cut off at its expiry.
 //!
-//! Each connection reconnects with exponential back-off (1 s → 60 s, jittered). Publishes are QoS 1
-//! and a caller gets a future that resolves on the cloud's PUBACK; anything not acknowledged when
-//! the connection drops stays in the store and is sent again (at-least-once).
+//! The connections are [`ironedge_upstream::Connection`]s (shared with the edge agent): they
+//! reconnect with exponential back-off (1 s → 60 s, jittered); publishes are QoS 1 and a caller
+//! gets a receipt that resolves on the cloud's PUBACK; anything not acknowledged when the
+//! connection drops stays in the store and is sent again (at-least-once).
 
-mod connection;
-
-pub use connection::Connection;
-pub use ironedge_protocol::Backoff;
+pub use ironedge_upstream::{
+    Backoff, Connection, TokenSource, UpstreamError, UpstreamEvent, UpstreamSettings,
+};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::Bytes;
 use ironedge_protocol::Identity;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-
-/// Where and how to reach the cloud hub.
-#[derive(Clone)]
-pub struct UpstreamSettings {
-    /// IoT Hub host name, used in usernames and SAS audiences (`IOTEDGE_IOTHUBHOSTNAME`).
-    pub hub_host_name: String,
-    /// Host to dial (often the same as `hub_host_name`; a gateway or test address otherwise).
-    pub host: String,
-    /// MQTT/TLS port (8883).
-    pub port: u16,
-    /// TLS client configuration with the cloud's trust roots (and the SNI the host needs).
-    pub tls: Arc<rustls::ClientConfig>,
-    /// Lifetime of the SAS tokens the edge hub mints for each CONNECT.
-    pub token_ttl: Duration,
-    /// MQTT keep-alive.
-    pub keep_alive: Duration,
-    /// First reconnect delay.
-    pub backoff_min: Duration,
-    /// Longest reconnect delay.
-    pub backoff_max: Duration,
-    /// How long a twin or method round trip may take.
-    pub operation_timeout: Duration,
-}
-
-impl std::fmt::Debug for UpstreamSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamSettings")
-            .field("hub_host_name", &self.hub_host_name)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("token_ttl", &self.token_ttl)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Mints SAS tokens for identities the edge hub speaks for.
-pub trait TokenSource: Send + Sync + 'static {
-    /// A token for `identity` on `hub_host_name` valid until `expiry` (Unix seconds), or `None`
-    /// when no key is known for the identity.
-    fn token(&self, identity: &Identity, hub_host_name: &str, expiry: u64) -> Option<String>;
-}
-
-/// Why an upstream operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamError {
-    /// The identity's connection is down; try again later.
-    #[error("upstream connection for {0} is not connected")]
-    Offline(String),
-    /// No key to sign a token with.
-    #[error("no credentials for {0}; is it in the identity cache?")]
-    NoCredentials(String),
-    /// The cloud did not answer in time.
-    #[error("upstream {operation} for {identity} timed out")]
-    Timeout {
-        /// What was attempted.
-        operation: &'static str,
-        /// For whom.
-        identity: String,
-    },
-    /// The cloud answered with an error status.
-    #[error("upstream {operation} for {identity} failed with status {status}")]
-    Status {
-        /// What was attempted.
-        operation: &'static str,
-        /// For whom.
-        identity: String,
-        /// The status.
-        status: u16,
-    },
-    /// The connection went away before the answer arrived.
-    #[error("upstream connection for {0} closed before the operation completed")]
-    Closed(String),
-}
-
-/// Something the cloud sent that local clients must see.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UpstreamEvent {
-    /// A direct method call for `identity`.
-    MethodRequest {
-        /// Target identity.
-        identity: Identity,
-        /// Method name.
-        method: String,
-        /// Cloud request id, to be echoed in the response.
-        rid: String,
-        /// Request payload.
-        payload: Bytes,
-    },
-    /// A desired-properties patch (with `$version`) for `identity`.
-    DesiredPatch {
-        /// Target identity.
-        identity: Identity,
-        /// The patch.
-        patch: serde_json::Value,
-    },
-    /// A cloud-to-device message for a leaf device: its property bag and body.
-    CloudToDevice {
-        /// Target leaf device.
-        identity: Identity,
-        /// Property bag text as received.
-        property_bag: String,
-        /// Body.
-        payload: Bytes,
-    },
-    /// The identity's connection came up (the hub re-syncs twins then).
-    Connected(Identity),
-    /// The identity's connection went down.
-    Disconnected(Identity),
-}
 
 /// All upstream connections; cheap to clone.
 #[derive(Clone)]
@@ -195,6 +85,7 @@ impl UpstreamLink {
                     identity.clone(),
                     self.inner.settings.clone(),
                     self.inner.tokens.clone(),
+                    &[],
                     self.inner.events.clone(),
                     self.inner.changed.clone(),
                     self.inner.shutdown.child_token(),

@@ -323,6 +323,7 @@ impl Cloud {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(10),
+            inflight: 1000,
         }
     }
 

@@ -1,4 +1,4 @@
-//! One upstream MQTT connection for one identity, with its reconnect loop.
+//! One identity's connection, with its reconnect loop.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,14 +13,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, TokenSource, UpstreamError, UpstreamEvent, UpstreamSettings};
+use crate::{Backoff, TokenSource, UpstreamError, UpstreamEvent, UpstreamSettings, jitter};
 
-/// The api-version the edge hub announces upstream.
+/// The api-version announced upstream (what current SDKs send).
 const API_VERSION: &str = "2021-04-12";
 /// Largest packet accepted or sent upstream: the 256 KiB message limit plus topic room.
 const MAX_PACKET: usize = 256 * 1024 + 16 * 1024;
-/// Unacknowledged QoS 1 publishes allowed on one upstream connection.
-const UPSTREAM_INFLIGHT: u16 = 1000;
 /// Where twin answers arrive; every connection subscribes to it.
 const TWIN_RESPONSES: &str = "$iothub/twin/res/#";
 /// How long TCP, TLS and CONNECT/CONNACK together may take.
@@ -32,8 +30,9 @@ pub struct Connection {
     connected: watch::Sender<bool>,
     /// True once an attempt failed or a connection was lost, until the next CONNACK.
     down: AtomicBool,
-    /// The link's change counter, bumped on every state change of this connection.
-    link_changed: Arc<watch::Sender<u64>>,
+    /// A change counter (shared by an application's connections), bumped on every state change
+    /// of this one.
+    changed: Arc<watch::Sender<u64>>,
     client: Mutex<Option<Client>>,
     subscriptions: Mutex<BTreeSet<String>>,
     requests: Mutex<HashMap<String, oneshot::Sender<(u16, Bytes)>>>,
@@ -64,23 +63,28 @@ fn unix_now() -> u64 {
 }
 
 impl Connection {
-    /// Creates the connection and spawns its reconnect loop.
-    pub(super) fn start(
+    /// Creates the connection and spawns its reconnect loop. It subscribes to twin responses,
+    /// to `filters` and to whatever [`Connection::ensure_subscribed`] adds, after every
+    /// (re)connect; events go to `events`; every state change bumps `changed`.
+    pub fn start(
         identity: Identity,
         settings: UpstreamSettings,
         tokens: Arc<dyn TokenSource>,
+        filters: &[&str],
         events: mpsc::Sender<UpstreamEvent>,
-        link_changed: Arc<watch::Sender<u64>>,
+        changed: Arc<watch::Sender<u64>>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (connected, _) = watch::channel(false);
+        let mut subscriptions = BTreeSet::from([TWIN_RESPONSES.to_owned()]);
+        subscriptions.extend(filters.iter().map(|f| (*f).to_owned()));
         let conn = Arc::new(Self {
             identity,
             connected,
             down: AtomicBool::new(false),
-            link_changed,
+            changed,
             client: Mutex::new(None),
-            subscriptions: Mutex::new(BTreeSet::from([TWIN_RESPONSES.to_owned()])),
+            subscriptions: Mutex::new(subscriptions),
             requests: Mutex::new(HashMap::new()),
             next_rid: AtomicU64::new(1),
             operation_timeout: settings.operation_timeout,
@@ -97,6 +101,11 @@ impl Connection {
     /// True while connected.
     pub fn is_connected(&self) -> bool {
         *self.connected.borrow()
+    }
+
+    /// Follows the connection state.
+    pub fn subscribe_connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
     }
 
     /// True when the last attempt failed or the connection was lost (not while the first
@@ -118,7 +127,7 @@ impl Connection {
         if self.is_connected() || self.is_known_down() {
             return self.is_connected();
         }
-        let mut changes = self.link_changed.subscribe();
+        let mut changes = self.changed.subscribe();
         let settled = async {
             while !self.is_connected() && !self.is_known_down() {
                 if changes.changed().await.is_err() {
@@ -133,7 +142,7 @@ impl Connection {
     fn set_state(&self, connected: bool) {
         self.down.store(!connected, Ordering::Relaxed);
         self.connected.send_replace(connected);
-        self.link_changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn client(&self) -> Result<Client, UpstreamError> {
@@ -213,16 +222,20 @@ impl Connection {
             .request(
                 "twin GET",
                 |rid| TwinTopic::Get { rid }.to_string(),
-                Bytes::new(),
+                // Both Azure IoT SDKs send one space as the body of a twin GET.
+                Bytes::from_static(b" "),
             )
             .await?;
         if status != 200 {
             return Err(self.status_error("twin GET", status));
         }
-        serde_json::from_slice(&body).map_err(|_| self.status_error("twin GET", 500))
+        serde_json::from_slice(&body).map_err(|_| UpstreamError::Decode {
+            operation: "twin GET",
+            identity: self.identity.to_string(),
+        })
     }
 
-    /// Sends a reported-properties patch; returns the cloud's new reported version if it said.
+    /// Sends a reported-properties patch and waits for the cloud's answer.
     pub async fn patch_reported(&self, patch: &serde_json::Value) -> Result<(), UpstreamError> {
         let body = Bytes::from(serde_json::to_vec(patch).unwrap_or_default());
         let (status, _) = self
@@ -277,11 +290,18 @@ impl Connection {
                     }
                 }
                 TwinTopic::DesiredPatch { .. } => {
-                    if let Ok(patch) = serde_json::from_slice(&payload) {
-                        let identity = self.identity.clone();
-                        let _ = events
-                            .send(UpstreamEvent::DesiredPatch { identity, patch })
-                            .await;
+                    match serde_json::from_slice::<serde_json::Map<_, _>>(&payload) {
+                        Ok(patch) => {
+                            let identity = self.identity.clone();
+                            let _ = events
+                                .send(UpstreamEvent::DesiredPatch { identity, patch })
+                                .await;
+                        }
+                        Err(_) => tracing::warn!(
+                            identity = %self.identity,
+                            bytes = payload.len(),
+                            "ignoring a desired patch that is not a JSON object"
+                        ),
                     }
                 }
                 _ => {}
@@ -317,8 +337,7 @@ fn options(identity: &Identity, settings: &UpstreamSettings, token: String) -> C
     opts.password = Some(token);
     opts.keep_alive = settings.keep_alive;
     opts.max_packet = MAX_PACKET;
-    // A deep window: a backlog after an outage drains at the link's speed, not one RTT per 100.
-    opts.inflight = UPSTREAM_INFLIGHT;
+    opts.inflight = settings.inflight;
     opts
 }
 
@@ -362,8 +381,16 @@ async fn open(
         .unwrap_or(Err(Attempt::Timeout(CONNECT_TIMEOUT)))
 }
 
-/// The reconnect loop: connect with a fresh token, pump events until the connection fails, back
-/// off, repeat until shutdown.
+/// How one established connection ended.
+enum Ended {
+    Shutdown,
+    /// The token is due: reconnect at once with a fresh one.
+    Renew,
+    Lost,
+}
+
+/// The reconnect loop: connect with a fresh token, relay until the connection fails or its token
+/// is due for renewal, back off after failures, repeat until shutdown.
 async fn run(
     conn: Arc<Connection>,
     settings: UpstreamSettings,
@@ -372,6 +399,7 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
+    let mut renewing = false;
     while !shutdown.is_cancelled() {
         let expiry = unix_now() + settings.token_ttl.as_secs();
         let Some(token) = tokens.token(&conn.identity, &settings.hub_host_name, expiry) else {
@@ -387,32 +415,56 @@ async fn run(
             () = shutdown.cancelled() => break,
             opened = open(&settings, &opts) => opened,
         };
-        match opened {
-            Ok((client, connection)) => {
-                backoff.reset();
-                serve(&conn, client, connection, &events, &shutdown).await;
-            }
+        let (client, connection) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
                 tracing::warn!(identity = %conn.identity, error = %e, "upstream connection failed");
                 conn.fail_in_flight();
                 conn.set_state(false);
+                if renewing {
+                    renewing = false;
+                    let _ = events
+                        .send(UpstreamEvent::Disconnected(conn.identity.clone()))
+                        .await;
+                }
+                if sleep_or_shutdown(&mut backoff, &shutdown).await {
+                    break;
+                }
+                continue;
             }
+        };
+        backoff.reset();
+        let renew_after = settings.token_ttl.mul_f64(0.8);
+        let ended = serve(&conn, client, connection, &events, &shutdown, renew_after).await;
+        conn.fail_in_flight();
+        renewing = matches!(ended, Ended::Renew);
+        if renewing {
+            // Down only for the reconnect; not reported as a lost connection.
+            conn.connected.send_replace(false);
+            continue;
         }
-        if sleep_or_shutdown(&mut backoff, &shutdown).await {
+        conn.set_state(false);
+        let _ = events
+            .send(UpstreamEvent::Disconnected(conn.identity.clone()))
+            .await;
+        if matches!(ended, Ended::Shutdown) || sleep_or_shutdown(&mut backoff, &shutdown).await {
             break;
         }
     }
 }
 
 /// Runs one established connection: subscribes, then relays what the cloud sends until the
-/// connection ends or shutdown.
+/// connection ends, the token is due or shutdown. Every connect is announced, a token
+/// renewal's too: the cloud does not keep desired patches for a disconnected client, so the
+/// application reads the twin again.
 async fn serve(
     conn: &Arc<Connection>,
     client: Client,
     mut connection: client::Connection,
     events: &mpsc::Sender<UpstreamEvent>,
     shutdown: &CancellationToken,
-) {
+    renew_after: Duration,
+) -> Ended {
     *lock(&conn.client) = Some(client.clone());
     let filters: Vec<(String, QoS)> = lock(&conn.subscriptions)
         .iter()
@@ -426,41 +478,35 @@ async fn serve(
     let _ = events
         .send(UpstreamEvent::Connected(conn.identity.clone()))
         .await;
+    let renew = tokio::time::sleep(renew_after);
+    tokio::pin!(renew);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
                 let _ = client.disconnect().await;
-                break;
+                return Ended::Shutdown;
+            }
+            () = &mut renew => {
+                tracing::debug!(identity = %conn.identity, "renewing the SAS token");
+                let _ = client.disconnect().await;
+                return Ended::Renew;
             }
             next = connection.next() => match next {
                 Ok(p) => conn.dispatch(&p.topic, p.payload, events).await,
                 Err(e) => {
                     tracing::warn!(identity = %conn.identity, error = %e, "upstream connection lost");
-                    break;
+                    return Ended::Lost;
                 }
             },
         }
     }
-    conn.fail_in_flight();
-    conn.set_state(false);
-    let _ = events
-        .send(UpstreamEvent::Disconnected(conn.identity.clone()))
-        .await;
 }
 
 /// Sleeps for the next back-off delay; true if shutdown came first.
 async fn sleep_or_shutdown(backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
-    let jitter = f64::from(u32::from(rand_byte())) / 256.0;
-    let delay = backoff.next_delay(jitter);
+    let delay = backoff.next_delay(jitter());
     tokio::select! {
         () = shutdown.cancelled() => true,
         () = tokio::time::sleep(delay) => false,
     }
-}
-
-/// A little randomness for jitter without a generator: the clock's sub-second nanoseconds.
-fn rand_byte() -> u8 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| (d.subsec_nanos() % 256) as u8)
 }
