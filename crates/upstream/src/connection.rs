@@ -177,9 +177,17 @@ impl Connection {
 
     /// Subscribes now (if connected) and after every reconnect.
     pub async fn ensure_subscribed(&self, filter: &str) {
-        let added = lock(&self.subscriptions).insert(filter.to_owned());
-        if added
-            && let Ok(client) = self.client()
+        // Decided under the subscriptions lock, which a new connection holds while it takes its
+        // list: a filter is either in that list or sent on that connection here, never neither.
+        // (The client is set before the connection counts as connected, so it is not asked.)
+        let client = {
+            let mut subscriptions = lock(&self.subscriptions);
+            if !subscriptions.insert(filter.to_owned()) {
+                return;
+            }
+            lock(&self.client).clone()
+        };
+        if let Some(client) = client
             && let Ok(granted) = client
                 .subscribe(vec![(filter.to_owned(), QoS::AtLeastOnce)])
                 .await
@@ -465,11 +473,14 @@ async fn serve(
     shutdown: &CancellationToken,
     renew_after: Duration,
 ) -> Ended {
-    *lock(&conn.client) = Some(client.clone());
-    let filters: Vec<(String, QoS)> = lock(&conn.subscriptions)
-        .iter()
-        .map(|f| (f.clone(), QoS::AtLeastOnce))
-        .collect();
+    let filters: Vec<(String, QoS)> = {
+        let subscriptions = lock(&conn.subscriptions);
+        *lock(&conn.client) = Some(client.clone());
+        subscriptions
+            .iter()
+            .map(|f| (f.clone(), QoS::AtLeastOnce))
+            .collect()
+    };
     // Queued before anything else can be sent (twin requests need the response subscription);
     // the SUBACK is not waited for.
     let _ = client.subscribe(filters).await;
