@@ -122,6 +122,8 @@ pub(crate) struct Inner {
     pub(crate) settings: HubSettings,
     pub(crate) store: StoreHandle,
     pub(crate) routing: watch::Sender<Arc<Routing>>,
+    /// True once a route configuration is in force (or the source said there is none).
+    pub(crate) configured: watch::Sender<bool>,
     pub(crate) message_ids: MessageIds,
     pub(crate) identities: IdentityCache,
     pub(crate) verifier: SasVerifier,
@@ -161,6 +163,7 @@ impl Hub {
                 settings,
                 store,
                 routing: watch::channel(Arc::new(Routing::default())).0,
+                configured: watch::channel(false).0,
                 message_ids: MessageIds::default(),
                 identities,
                 verifier,
@@ -229,8 +232,21 @@ impl Hub {
             &self.inner.settings.edge_device_id,
         );
         self.inner.routing.send_replace(Arc::new(routing));
+        self.inner.configured.send_replace(true);
         tracing::info!(routes, "route configuration applied");
         Ok(())
+    }
+
+    /// Records that the configuration source has none to give (no `EdgeDeployment` yet): the
+    /// empty route table is then the configuration in force.
+    pub fn mark_configured(&self) {
+        self.inner.configured.send_replace(true);
+    }
+
+    /// Follows whether a route configuration is in force. Until then a message would be routed
+    /// by an empty table, acknowledged and dropped, so the runtime does not accept connections.
+    pub fn configured(&self) -> watch::Receiver<bool> {
+        self.inner.configured.subscribe()
     }
 
     /// Pumps for endpoints that already hold messages from an earlier run (routes may not have

@@ -92,7 +92,9 @@ impl KubeSource {
                         "EdgeDeployment deleted; keeping the last routes"
                     );
                 }
-                Some(Ok(Event::Init | Event::InitDone)) => {}
+                Some(Ok(Event::Init)) => {}
+                // The initial list is complete: without an EdgeDeployment, no routes is the truth.
+                Some(Ok(Event::InitDone)) => hub.mark_configured(),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "watching EdgeDeployments failed; retrying")
                 }

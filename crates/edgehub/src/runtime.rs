@@ -151,6 +151,7 @@ pub async fn run_with(
         });
     }
     let config_task = tokio::spawn(options.config.run(hub.clone(), token.clone()));
+
     let http_task = options.http.map(|listener| {
         let app = crate::http::router(hub.clone(), registry.clone());
         let stop = stop.clone();
@@ -160,6 +161,20 @@ pub async fn run_with(
                 .await;
         })
     });
+    // A PUBLISH accepted before the routes are known would be acknowledged and dropped (no
+    // route): modules connect once the first configuration is in force, and retry until then.
+    // Health and metrics are served meanwhile.
+    if !wait_configured(&hub, &stop).await {
+        token.cancel();
+        let _ = config_task.await;
+        if let Some(t) = http_task {
+            let _ = t.await;
+        }
+        if let Err(e) = store.close().await {
+            tracing::error!(error = %e, "closing the store failed");
+        }
+        return Ok(());
+    }
     let ws_task = options.websocket.map(|listener| {
         let server = server.clone();
         let tls = options.tls.clone();
@@ -191,6 +206,19 @@ pub async fn run_with(
     }
     tracing::info!("edge hub stopped");
     result.map_err(RunError::from)
+}
+
+/// Waits for the first route configuration; false if the hub is stopped first.
+async fn wait_configured(hub: &Hub, stop: &CancellationToken) -> bool {
+    let mut configured = hub.configured();
+    if *configured.borrow() {
+        return true;
+    }
+    tracing::info!("waiting for the route configuration before accepting connections");
+    tokio::select! {
+        ready = configured.wait_for(|c| *c) => ready.is_ok(),
+        () = stop.cancelled() => false,
+    }
 }
 
 /// Loads the durable identity cache and adds (and persists) the configured identities.
