@@ -87,6 +87,9 @@ impl<T: Transport> Session<T> {
             Duration::from_secs(3600)
         };
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        // After a long stall (a slow write), ticks must not burst: a second tick right after
+        // the first would call the answer to its PINGREQ missing.
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.flush().await?;
             if self.disconnecting {
