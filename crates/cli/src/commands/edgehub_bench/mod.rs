@@ -331,7 +331,7 @@ async fn start_edgehub(
         .arg("--routes")
         .arg(fx.path("routes.json"))
         // The outage is staged: the upstream link's failures are expected here.
-        .env("RUST_LOG", "warn,ironedge_edgehub::upstream=error")
+        .env("RUST_LOG", "warn,ironedge_upstream=error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
