@@ -164,37 +164,18 @@ pub async fn run_with(
     // A PUBLISH accepted before the routes are known would be acknowledged and dropped (no
     // route): modules connect once the first configuration is in force, and retry until then.
     // Health and metrics are served meanwhile.
-    if !wait_configured(&hub, &stop).await {
-        token.cancel();
-        let _ = config_task.await;
-        if let Some(t) = http_task {
-            let _ = t.await;
-        }
-        if let Err(e) = store.close().await {
-            tracing::error!(error = %e, "closing the store failed");
-        }
-        return Ok(());
-    }
-    let ws_task = options.websocket.map(|listener| {
-        let server = server.clone();
-        let tls = options.tls.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            server
-                .serve_websocket(listener, Some(tls), async move { stop.cancelled().await })
-                .await
-        })
-    });
-    let stop_mqtt = stop.clone();
-    let result = server
-        .serve(options.mqtt, Some(options.tls.clone()), async move {
-            stop_mqtt.cancelled().await;
-        })
-        .await;
-    stop.cancel();
-    if let Some(t) = ws_task {
-        let _ = t.await;
-    }
+    let result = if wait_configured(&hub, &stop).await {
+        serve_modules(
+            &server,
+            options.mqtt,
+            options.websocket,
+            &options.tls,
+            &stop,
+        )
+        .await
+    } else {
+        Ok(())
+    };
     tracing::info!("MQTT stopped; stopping pumps and the upstream link");
     token.cancel();
     let _ = config_task.await;
@@ -206,6 +187,37 @@ pub async fn run_with(
     }
     tracing::info!("edge hub stopped");
     result.map_err(RunError::from)
+}
+
+/// Serves MQTT (and MQTT over WebSocket) until `stop`.
+async fn serve_modules(
+    server: &MqttServer<EdgeHubHooks>,
+    mqtt: TcpListener,
+    websocket: Option<TcpListener>,
+    tls: &Arc<rustls::ServerConfig>,
+    stop: &CancellationToken,
+) -> ironedge_mqtt::Result<()> {
+    let ws_task = websocket.map(|listener| {
+        let server = server.clone();
+        let tls = tls.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            server
+                .serve_websocket(listener, Some(tls), async move { stop.cancelled().await })
+                .await
+        })
+    });
+    let stop_mqtt = stop.clone();
+    let result = server
+        .serve(mqtt, Some(tls.clone()), async move {
+            stop_mqtt.cancelled().await;
+        })
+        .await;
+    stop.cancel();
+    if let Some(t) = ws_task {
+        let _ = t.await;
+    }
+    result
 }
 
 /// Waits for the first route configuration; false if the hub is stopped first.
