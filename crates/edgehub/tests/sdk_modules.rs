@@ -8,18 +8,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{EDGE, EdgeHub, EdgeHubSpec, Module, ModuleProcess, ModuleTransport};
+use support::{EDGE, EdgeHub, EdgeHubSpec, Module, ModuleProcess, ModuleTransport, dropped};
 
 const T: Duration = Duration::from_secs(90);
-
-fn metric(hub: &ironedge_edgehub::hub::Hub, reason: &str) -> u64 {
-    hub.metrics()
-        .messages_dropped
-        .get_or_create(&ironedge_edgehub::metrics::ReasonLabel {
-            reason: reason.into(),
-        })
-        .get()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn module_outputs_reach_other_modules_inputs_through_routes_with_conditions() {
@@ -55,7 +46,7 @@ async fn module_outputs_reach_other_modules_inputs_through_routes_with_condition
     tx.success(T).await;
     // Every send returned after its PUBACK, which comes after routing: the two messages no route
     // takes are already counted.
-    assert_eq!(metric(&hub.hub, "no_route"), 2);
+    assert_eq!(dropped(&hub.hub, "no_route"), 2);
     // The three routed messages were committed (group commit may have put them in one commit).
     hub.hub.refresh_metrics();
     let m = hub.hub.metrics();

@@ -9,16 +9,7 @@ use std::time::Duration;
 
 use ironedge_edgehub::config_source::ConfigSource;
 use serde_json::json;
-use support::{EdgeHub, EdgeHubSpec, Module, RawModule};
-
-fn dropped(hub: &ironedge_edgehub::hub::Hub, reason: &str) -> u64 {
-    hub.metrics()
-        .messages_dropped
-        .get_or_create(&ironedge_edgehub::metrics::ReasonLabel {
-            reason: reason.into(),
-        })
-        .get()
-}
+use support::{EdgeHub, EdgeHubSpec, Module, RawModule, dropped};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn modules_are_accepted_only_once_the_routes_are_known_so_no_message_is_dropped_unrouted() {

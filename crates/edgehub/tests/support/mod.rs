@@ -131,6 +131,16 @@ impl Module {
     }
 }
 
+/// Messages the hub dropped for `reason` (`no_route`, `too_large`, ...).
+pub fn dropped(hub: &ironedge_edgehub::hub::Hub, reason: &str) -> u64 {
+    hub.metrics()
+        .messages_dropped
+        .get_or_create(&ironedge_edgehub::metrics::ReasonLabel {
+            reason: reason.into(),
+        })
+        .get()
+}
+
 /// How an SDK module reaches the edge hub.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModuleTransport {
