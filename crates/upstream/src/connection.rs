@@ -426,8 +426,8 @@ async fn run(
         let (client, connection) = match opened {
             Ok(opened) => opened,
             Err(e) => {
+                // Nothing is in flight: the last connection's were failed when it ended.
                 tracing::warn!(identity = %conn.identity, error = %e, "upstream connection failed");
-                conn.fail_in_flight();
                 conn.set_state(false);
                 if renewing {
                     renewing = false;
