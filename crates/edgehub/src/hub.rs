@@ -491,6 +491,7 @@ impl Hub {
         let m = &self.inner.metrics;
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         m.store_bytes.set(as_i64(stats.bytes));
+        m.store_blob_bytes.set(as_i64(stats.blob_bytes));
         let writer = self.inner.store.writer_stats();
         m.store_commits.set(as_i64(writer.commits_total));
         m.store_operations.set(as_i64(writer.operations_total));

@@ -48,6 +48,9 @@ pub struct Metrics {
     pub messages_evicted: Family<EndpointLabel, Gauge>,
     /// Payload bytes in the store.
     pub store_bytes: Gauge,
+    /// Payload bytes the store file holds, including acknowledged payloads that share a blob
+    /// with queued ones (compaction keeps it under about twice `store_bytes`).
+    pub store_blob_bytes: Gauge,
     /// Store commits (one fsync each) since start; operations per commit is the group-commit
     /// batch size.
     pub store_commits: Gauge,
@@ -119,6 +122,11 @@ impl Metrics {
             "store_bytes",
             "Payload bytes in the store",
             self.store_bytes.clone(),
+        );
+        r.register(
+            "store_blob_bytes",
+            "Payload bytes the store file holds, including acknowledged ones sharing a blob with queued ones",
+            self.store_blob_bytes.clone(),
         );
         r.register(
             "store_commits",

@@ -40,12 +40,14 @@
 //! # }
 //! ```
 
+mod blobs;
 mod clock;
 mod config;
 mod error;
 mod handle;
 mod kv;
 mod message;
+mod migrate;
 mod reader;
 mod records;
 mod state;

@@ -5,9 +5,13 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
+use redb::{
+    AccessGuard, Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableError,
+};
 use serde::de::DeserializeOwned;
 
+use crate::blobs::{BLOBS, BlobView, Location};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{During, KvError, PeekError, StorageError};
 use crate::kv::{KvQueue, KvTable, decode};
@@ -79,6 +83,7 @@ impl Reader {
             })?;
         let queues = txn.open_table(QUEUES).during(err)?;
         let messages = txn.open_table(MESSAGES).during(err)?;
+        let mut payloads = Payloads::new(txn.open_table(BLOBS).during(err)?);
         let now = self.clock.now();
         let mut start = match (cursor, options.after) {
             (None, Some(after)) => Bound::Excluded((id, after.priority, after.seq)),
@@ -112,7 +117,7 @@ impl Reader {
                 if !peeked.deliveries.is_empty() && bytes.saturating_add(size) > options.max_bytes {
                     break 'scan;
                 }
-                let payload =
+                let record =
                     messages
                         .get(seq)
                         .during(err)?
@@ -121,12 +126,14 @@ impl Reader {
                                 "endpoint {endpoint:?} references missing message {seq}"
                             ),
                         })?;
+                let location = MessageRecord::new(record.value()).location();
+                let payload = payloads.get(&location, seq)?;
                 bytes += size;
                 peeked.deliveries.push(Delivery {
                     offset: Offset::new(priority, seq),
                     enqueued_at: Timestamp::from_unix_millis(entry.enqueued_at),
                     expires_at: entry.expiry(),
-                    payload: Bytes::copy_from_slice(MessageRecord::new(payload.value()).payload()),
+                    payload,
                 });
             }
             break;
@@ -161,6 +168,7 @@ impl Reader {
         let mut stats = StoreStats {
             messages: get(meta_keys::MESSAGES)?,
             bytes: get(meta_keys::TOTAL_BYTES)?,
+            blob_bytes: get(meta_keys::BLOB_BYTES)?,
             quota_bytes: self.quota_bytes,
             evicted_messages_total: get(meta_keys::EVICTED_MESSAGES)?,
             endpoints: Default::default(),
@@ -247,5 +255,47 @@ impl Reader {
             Err(TableError::TableDoesNotExist(_)) => Ok(0),
             Err(e) => Err(StorageError::database(err, e)),
         }
+    }
+}
+
+/// Reads payloads out of blobs, keeping the last blob at hand: the messages of a peek mostly
+/// sit next to each other.
+struct Payloads {
+    blobs: ReadOnlyTable<u64, &'static [u8]>,
+    current: Option<(u64, AccessGuard<'static, &'static [u8]>)>,
+}
+
+impl Payloads {
+    fn new(blobs: ReadOnlyTable<u64, &'static [u8]>) -> Self {
+        Self {
+            blobs,
+            current: None,
+        }
+    }
+
+    fn get(&mut self, location: &Location, seq: u64) -> Result<Bytes, StorageError> {
+        let missing = || StorageError::Inconsistent {
+            detail: format!(
+                "message {seq} points at bytes {}+{} of payload blob {}, which are not stored",
+                location.offset, location.len, location.blob
+            ),
+        };
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|(id, _)| *id != location.blob)
+        {
+            let guard = self
+                .blobs
+                .get(location.blob)
+                .during("read payload")?
+                .ok_or_else(missing)?;
+            self.current = Some((location.blob, guard));
+        }
+        let (_, guard) = self.current.as_ref().ok_or_else(missing)?;
+        BlobView::new(guard.value())
+            .payload(location)
+            .map(Bytes::copy_from_slice)
+            .ok_or_else(missing)
     }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableTable, Table};
 
+use crate::blobs::BlobUsage;
 use crate::error::{During, StorageError};
 use crate::stats::{EndpointStats, StoreStats};
 use crate::tables::{EndpointRecord, meta_keys};
@@ -25,6 +26,15 @@ pub(crate) struct State {
     pub(crate) total_bytes: u64,
     pub(crate) messages: u64,
     pub(crate) evicted_messages: u64,
+    /// The id the next payload blob gets (ids are never reused).
+    pub(crate) next_blob: u64,
+    /// Payload bytes in blobs, live or not (what the payloads take on disk).
+    pub(crate) blob_bytes: u64,
+    /// Blobs less than half live, by id, with the commit that last changed them: compaction
+    /// candidates once they have been left alone for a while.
+    pub(crate) sparse_blobs: BTreeMap<u64, u64>,
+    /// Commits since the store was opened (the clock of `sparse_blobs`).
+    pub(crate) commits: u64,
     pub(crate) endpoints: BTreeMap<u32, EndpointState>,
     pub(crate) ids: HashMap<String, u32>,
 }
@@ -34,6 +44,7 @@ impl State {
     pub(crate) fn load(
         meta: &Table<'_, &str, u64>,
         endpoints: &Table<'_, &str, EndpointRecord>,
+        usage: &Table<'_, u64, BlobUsage>,
     ) -> Result<Self, StorageError> {
         let get = |key: &str| -> Result<u64, StorageError> {
             Ok(meta
@@ -49,8 +60,16 @@ impl State {
             total_bytes: get(meta_keys::TOTAL_BYTES)?,
             messages: get(meta_keys::MESSAGES)?,
             evicted_messages: get(meta_keys::EVICTED_MESSAGES)?,
+            next_blob: get(meta_keys::NEXT_BLOB)?.max(1),
+            blob_bytes: get(meta_keys::BLOB_BYTES)?,
             ..State::default()
         };
+        for entry in usage.iter().during("read blob usage")? {
+            let (blob, usage) = entry.during("read blob usage")?;
+            if usage.value().is_sparse() {
+                state.sparse_blobs.insert(blob.value(), 0);
+            }
+        }
         for entry in endpoints.iter().during("read endpoints")? {
             let (name, record) = entry.during("read endpoints")?;
             let name = name.value().to_owned();
@@ -81,6 +100,8 @@ impl State {
             (meta_keys::TOTAL_BYTES, self.total_bytes),
             (meta_keys::MESSAGES, self.messages),
             (meta_keys::EVICTED_MESSAGES, self.evicted_messages),
+            (meta_keys::NEXT_BLOB, self.next_blob),
+            (meta_keys::BLOB_BYTES, self.blob_bytes),
         ];
         for (key, value) in values {
             meta.insert(key, value).during("write counters")?;
@@ -97,6 +118,7 @@ impl State {
         StoreStats {
             messages: self.messages,
             bytes: self.total_bytes,
+            blob_bytes: self.blob_bytes,
             quota_bytes,
             evicted_messages_total: self.evicted_messages,
             endpoints: self

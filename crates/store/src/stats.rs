@@ -26,6 +26,10 @@ pub struct StoreStats {
     pub messages: u64,
     /// Distinct payload bytes stored (what the quota limits).
     pub bytes: u64,
+    /// Payload bytes the file holds for them: [`StoreStats::bytes`] plus acknowledged payloads
+    /// that share a blob with unacknowledged ones (compaction keeps this under about twice
+    /// `bytes`).
+    pub blob_bytes: u64,
     /// The configured quota.
     pub quota_bytes: Option<u64>,
     /// Messages ever evicted to stay within the quota.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use redb::{Builder, Database, DatabaseError, ReadableTable, StorageBackend, WriteTransaction};
 
+use crate::blobs::{BLOB_USAGE, BLOBS};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{
@@ -18,10 +19,11 @@ use crate::reader::Reader;
 use crate::state::State;
 use crate::stats::StoreStats;
 use crate::tables::{
-    ENDPOINTS, EXPIRY, KV_QUEUE_IDS, MESSAGES, QUEUES, SCHEMA_VERSION, STORE_META, meta_keys,
+    ENDPOINTS, EXPIRY, KV_QUEUE_IDS, MESSAGES, QUEUES, SCHEMA_INLINE_PAYLOADS, SCHEMA_VERSION,
+    STORE_META, meta_keys,
 };
 use crate::transaction::{Effects, Tx};
-use crate::verify;
+use crate::{migrate, verify};
 
 /// The durable store: per-endpoint message queues and typed key-value tables in one redb file.
 ///
@@ -149,6 +151,8 @@ impl Store {
             // A failed sweep poisons `tx`; the error surfaces from `finish`.
             let _ = tx.purge_expired(self.config.max_expired_per_commit);
             let result = ops(&mut tx);
+            // Likewise for compaction; the ops' own results do not depend on it.
+            let _ = tx.compact();
             (result, tx.finish()?)
         };
         if effects.dirty {
@@ -225,6 +229,7 @@ fn init(txn: &WriteTransaction, path: &Path) -> Result<State, OpenError> {
     txn.open_table(QUEUES).during(open).map_err(storage)?;
     txn.open_table(EXPIRY).during(open).map_err(storage)?;
     txn.open_table(KV_QUEUE_IDS).during(open).map_err(storage)?;
+    txn.open_table(BLOBS).during(open).map_err(storage)?;
 
     let found = meta
         .get(meta_keys::SCHEMA_VERSION)
@@ -233,6 +238,17 @@ fn init(txn: &WriteTransaction, path: &Path) -> Result<State, OpenError> {
         .map(|v| v.value());
     match found {
         Some(SCHEMA_VERSION) => {}
+        Some(SCHEMA_INLINE_PAYLOADS) => {
+            let converted = migrate::inline_payloads_to_blobs(txn, &mut meta).map_err(storage)?;
+            meta.insert(meta_keys::SCHEMA_VERSION, SCHEMA_VERSION)
+                .during("write schema version")
+                .map_err(storage)?;
+            tracing::info!(
+                path = %path.display(),
+                messages = converted,
+                "store converted to schema {SCHEMA_VERSION} (payloads packed into blobs)"
+            );
+        }
         Some(found) => {
             return Err(OpenError::UnsupportedVersion {
                 path: path.to_path_buf(),
@@ -246,7 +262,8 @@ fn init(txn: &WriteTransaction, path: &Path) -> Result<State, OpenError> {
                 .map_err(storage)?;
         }
     }
-    State::load(&meta, &endpoints).map_err(storage)
+    let usage = txn.open_table(BLOB_USAGE).during(open).map_err(storage)?;
+    State::load(&meta, &endpoints, &usage).map_err(storage)
 }
 
 #[cfg(test)]

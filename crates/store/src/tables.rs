@@ -6,6 +6,7 @@
 
 use redb::{TableDefinition, TypeName, Value};
 
+use crate::blobs::Location;
 use crate::clock::Timestamp;
 use crate::stats::EndpointStats;
 
@@ -13,10 +14,14 @@ use crate::stats::EndpointStats;
 pub(crate) const RESERVED_PREFIX: &str = "store/";
 
 /// The schema this build reads and writes.
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+pub(crate) const SCHEMA_VERSION: u64 = 2;
+
+/// The schema before payloads moved into blobs; opening such a file converts it.
+pub(crate) const SCHEMA_INLINE_PAYLOADS: u64 = 1;
 
 /// `seq → message record`: every stored message, once, with the list of endpoint references
-/// still pointing at it (see [`MessageRecord`]); the message goes when that list is empty.
+/// still pointing at it and where its payload is (see [`MessageRecord`]); the message goes when
+/// that list is empty.
 pub(crate) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("store/messages");
 
 /// `(endpoint id, priority, seq) → reference`: every endpoint queue, in delivery order.
@@ -45,6 +50,8 @@ pub(crate) mod meta_keys {
     pub(crate) const TOTAL_BYTES: &str = "total_bytes";
     pub(crate) const MESSAGES: &str = "messages";
     pub(crate) const EVICTED_MESSAGES: &str = "evicted_messages";
+    pub(crate) const NEXT_BLOB: &str = "next_blob";
+    pub(crate) const BLOB_BYTES: &str = "blob_bytes";
 }
 
 /// `(endpoint id, priority, seq)`.
@@ -56,13 +63,13 @@ pub(crate) type ExpiryKey = (u64, u32, u32, u64);
 /// Stored in place of an expiry time for references that never expire.
 pub(crate) const NEVER: u64 = u64::MAX;
 
-fn read_u64(data: &[u8], at: usize) -> u64 {
+pub(crate) fn read_u64(data: &[u8], at: usize) -> u64 {
     data.get(at..at + 8)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_le_bytes)
 }
 
-fn read_u32(data: &[u8], at: usize) -> u32 {
+pub(crate) fn read_u32(data: &[u8], at: usize) -> u32 {
     data.get(at..at + 4)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u32::from_le_bytes)
@@ -134,17 +141,17 @@ pub(crate) struct RefTarget {
 
 const TARGET_LEN: usize = 16;
 
-/// A stored message: `[u16 n][n × (u32 endpoint, u32 priority, u64 expires)][payload]`.
+/// A stored message: `[u16 n][n × (u32 endpoint, u32 priority, u64 expires)][location]`.
 ///
-/// Keeping the references in the same record as the payload makes an append one insert and the
-/// last acknowledgement of a message one remove.
+/// Keeping the references in the same record as the payload's location makes an append one
+/// insert and the last acknowledgement of a message one remove.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct MessageRecord<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> MessageRecord<'a> {
-    /// Reads a record; a damaged one reads as no targets and an empty payload.
+    /// Reads a record; a damaged one reads as no targets and a location in no blob.
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Self { bytes }
     }
@@ -173,22 +180,31 @@ impl<'a> MessageRecord<'a> {
             .collect()
     }
 
-    /// The stored bytes.
-    pub(crate) fn payload(&self) -> &'a [u8] {
+    /// Where the payload is stored.
+    pub(crate) fn location(&self) -> Location {
+        Location::decode(
+            self.bytes
+                .get(2 + self.target_count() * TARGET_LEN..)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The bytes after the references: the payload itself in a schema 1 record.
+    pub(crate) fn inline_payload(&self) -> &'a [u8] {
         self.bytes
             .get(2 + self.target_count() * TARGET_LEN..)
             .unwrap_or_default()
     }
 
-    /// The encoded length of a record with `targets` and a payload of `payload_len` bytes.
-    pub(crate) fn encoded_len(targets: usize, payload_len: usize) -> usize {
-        2 + targets * TARGET_LEN + payload_len
+    /// The encoded length of a record with `targets`.
+    pub(crate) fn encoded_len(targets: usize) -> usize {
+        2 + targets * TARGET_LEN + Location::ENCODED_LEN
     }
 
-    /// Writes a record into `out`, which must be exactly [`Self::encoded_len`] long; at most
-    /// `u16::MAX` targets (an append has at most one per endpoint).
-    pub(crate) fn encode_into(targets: &[RefTarget], payload: &[u8], out: &mut [u8]) {
+    /// Encodes a record with at most `u16::MAX` targets (an append has at most one per endpoint).
+    pub(crate) fn encode(targets: &[RefTarget], location: &Location) -> Vec<u8> {
         let n = targets.len().min(u16::MAX as usize);
+        let mut out = vec![0; Self::encoded_len(n)];
         #[allow(clippy::cast_possible_truncation)] // bounded above
         out[0..2].copy_from_slice(&(n as u16).to_le_bytes());
         for (i, target) in targets.iter().take(n).enumerate() {
@@ -197,7 +213,8 @@ impl<'a> MessageRecord<'a> {
             out[at + 4..at + 8].copy_from_slice(&target.priority.to_le_bytes());
             out[at + 8..at + 16].copy_from_slice(&target.expires_at.to_le_bytes());
         }
-        out[2 + n * TARGET_LEN..].copy_from_slice(payload);
+        location.encode_into(&mut out[2 + n * TARGET_LEN..]);
+        out
     }
 }
 
@@ -286,11 +303,15 @@ mod tests {
                 expires_at: 55,
             },
         ];
-        let mut bytes = vec![0; MessageRecord::encoded_len(2, 3)];
-        MessageRecord::encode_into(&targets, b"abc", &mut bytes);
+        let location = Location {
+            blob: 9,
+            offset: 40,
+            len: 3,
+        };
+        let bytes = MessageRecord::encode(&targets, &location);
         let record = MessageRecord::new(&bytes);
         assert_eq!(record.targets(), targets);
-        assert_eq!(record.payload(), b"abc");
+        assert_eq!(record.location(), location);
 
         let record = EndpointRecord {
             id: 3,
@@ -314,6 +335,8 @@ mod tests {
         assert_eq!(QueueEntry::from_bytes(&[1, 2, 3]).size, 0);
         assert!(MessageRecord::new(&[9]).targets().is_empty());
         assert!(MessageRecord::new(&[200, 0, 1]).targets().is_empty());
+        assert_eq!(MessageRecord::new(&[0, 0, 1]).location().blob, 0);
+        assert_eq!(MessageRecord::new(&[]).location().len, 0);
         assert_eq!(EndpointRecord::from_bytes(&[]).id, 0);
     }
 }

@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
+use crate::blobs::{
+    BLOB_USAGE, BLOBS, BlobBuilder, BlobUsage, BlobView, Location, UsageDelta, write_blob,
+};
 use crate::clock::Timestamp;
 use crate::config::{Config, QuotaPolicy};
 use crate::error::{AckError, AppendError, During, EndpointError, KvError, StorageError};
@@ -24,6 +27,13 @@ use crate::tables::{
 
 /// Longest endpoint name accepted.
 const MAX_ENDPOINT_NAME: usize = 1024;
+
+/// A sparse blob is compacted once this many commits have passed without changing it, so the
+/// blob at an endpoint's acknowledgement frontier, which dies by itself, is left alone.
+pub(crate) const COMPACT_AFTER_COMMITS: u64 = 64;
+
+/// Most live payload bytes one commit copies out of sparse blobs.
+const COMPACT_BYTES_PER_COMMIT: u64 = 1024 * 1024;
 
 /// Why a reference leaves a queue; decides which counter it lands in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +63,12 @@ pub struct Tx<'t> {
     expiry: Table<'t, ExpiryKey, ()>,
     endpoints: Table<'t, &'static str, EndpointRecord>,
     meta: Table<'t, &'static str, u64>,
+    blobs: Table<'t, u64, &'static [u8]>,
+    usage: Table<'t, u64, BlobUsage>,
+    /// The blob this transaction's payloads go into.
+    building: Option<BlobBuilder>,
+    /// Changes to blob usage, written when the transaction finishes.
+    usage_deltas: BTreeMap<u64, UsageDelta>,
     state: &'t mut State,
     config: &'t Config,
     now: Timestamp,
@@ -114,6 +130,10 @@ impl<'t> Tx<'t> {
             expiry: txn.open_table(EXPIRY).during(open)?,
             endpoints: txn.open_table(ENDPOINTS).during(open)?,
             meta: txn.open_table(STORE_META).during(open)?,
+            blobs: txn.open_table(BLOBS).during(open)?,
+            usage: txn.open_table(BLOB_USAGE).during(open)?,
+            building: None,
+            usage_deltas: BTreeMap::new(),
             state,
             config,
             now,
@@ -313,10 +333,9 @@ impl<'t> Tx<'t> {
         #[allow(clippy::cast_possible_truncation)] // bounded by `limit` above
         let size32 = size as u32;
         let err = "append message";
-        let len = MessageRecord::encoded_len(targets.len(), size);
-        let mut record = self.messages.insert_reserve(seq, len).during(err)?;
-        MessageRecord::encode_into(&targets, &message.payload, record.as_mut());
-        drop(record);
+        let location = self.stage_payload(seq, &message.payload)?;
+        let record = MessageRecord::encode(&targets, &location);
+        self.messages.insert(seq, record.as_slice()).during(err)?;
         for target in &targets {
             let entry = QueueEntry {
                 expires_at: target.expires_at,
@@ -427,12 +446,12 @@ impl<'t> Tx<'t> {
             return Ok(false);
         };
         let record = MessageRecord::new(removed.value());
-        let (targets, size) = (record.targets(), record.payload().len());
+        let (targets, location) = (record.targets(), record.location());
         drop(removed);
         for target in &targets {
             self.unqueue((target.endpoint_id, target.priority, seq), Removal::Evicted)?;
         }
-        self.forget_message(size);
+        self.forget_message(&location);
         self.state.evicted_messages += 1;
         self.dirty = true;
         Ok(true)
@@ -491,26 +510,151 @@ impl<'t> Tx<'t> {
             return Ok(());
         };
         let record = MessageRecord::new(removed.value());
-        let mut targets = record.targets();
+        let (mut targets, location) = (record.targets(), record.location());
+        drop(removed);
         targets.retain(|t| t.endpoint_id != endpoint_id);
         if targets.is_empty() {
-            let size = record.payload().len();
-            drop(removed);
-            self.forget_message(size);
+            self.forget_message(&location);
             return Ok(());
         }
         // Other endpoints still hold it: write it back with the shorter list.
-        let payload = record.payload().to_vec();
-        drop(removed);
-        let len = MessageRecord::encoded_len(targets.len(), payload.len());
-        let mut out = self.messages.insert_reserve(seq, len).during(err)?;
-        MessageRecord::encode_into(&targets, &payload, out.as_mut());
+        let record = MessageRecord::encode(&targets, &location);
+        self.messages.insert(seq, record.as_slice()).during(err)?;
         Ok(())
     }
 
-    fn forget_message(&mut self, size: usize) {
-        self.state.total_bytes = self.state.total_bytes.saturating_sub(size as u64);
+    fn forget_message(&mut self, location: &Location) {
+        self.state.total_bytes = self
+            .state
+            .total_bytes
+            .saturating_sub(u64::from(location.len));
         self.state.messages = self.state.messages.saturating_sub(1);
+        self.usage_change(location.blob, UsageDelta::removed(location.len));
+    }
+
+    fn usage_change(&mut self, blob: u64, delta: UsageDelta) {
+        self.usage_deltas.entry(blob).or_default().merge(delta);
+    }
+
+    /// Puts a payload into the blob being built (closing it first when full).
+    fn stage_payload(&mut self, seq: u64, payload: &[u8]) -> Result<Location, StorageError> {
+        if self
+            .building
+            .as_ref()
+            .is_some_and(|b| b.is_full_for(payload.len()))
+        {
+            self.close_blob()?;
+        }
+        let state = &mut *self.state;
+        let building = self.building.get_or_insert_with(|| {
+            let id = state.next_blob;
+            state.next_blob += 1;
+            BlobBuilder::new(id)
+        });
+        let location = building.push(seq, payload);
+        self.usage_change(location.blob, UsageDelta::added(location.len));
+        Ok(location)
+    }
+
+    /// Writes the blob being built.
+    fn close_blob(&mut self) -> Result<(), StorageError> {
+        match self.building.take() {
+            Some(building) => write_blob(&mut self.blobs, &building),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies the live messages of sparse blobs nobody has touched for a while into the blob
+    /// being built, so their dead neighbours' bytes can go; at most
+    /// `COMPACT_BYTES_PER_COMMIT` per commit, whole blobs at a time.
+    pub(crate) fn compact(&mut self) -> Result<u64, StorageError> {
+        self.guard(|tx| {
+            let ripe: Vec<u64> = tx
+                .state
+                .sparse_blobs
+                .iter()
+                .filter(|(_, changed)| **changed + COMPACT_AFTER_COMMITS <= tx.state.commits)
+                .map(|(blob, _)| *blob)
+                .collect();
+            let mut moved = 0;
+            for blob in ripe {
+                if moved >= COMPACT_BYTES_PER_COMMIT {
+                    break;
+                }
+                moved += tx.compact_blob(blob)?;
+            }
+            Ok(moved)
+        })
+    }
+
+    fn compact_blob(&mut self, blob: u64) -> Result<u64, StorageError> {
+        let err = "compact payload blob";
+        self.state.sparse_blobs.remove(&blob);
+        let Some(stored) = self
+            .blobs
+            .get(blob)
+            .during(err)?
+            .map(|v| v.value().to_vec())
+        else {
+            return Ok(0);
+        };
+        let view = BlobView::new(&stored);
+        let mut moved = 0;
+        for (seq, old) in view.directory(blob) {
+            let Some((targets, current)) = self.messages.get(seq).during(err)?.map(|v| {
+                let record = MessageRecord::new(v.value());
+                (record.targets(), record.location())
+            }) else {
+                continue;
+            };
+            // Moved or deleted since the blob was written: the directory entry is stale.
+            if current != old {
+                continue;
+            }
+            let payload = view
+                .payload(&old)
+                .ok_or_else(|| StorageError::Inconsistent {
+                    detail: format!("message {seq} lies outside payload blob {blob}"),
+                })?;
+            let location = self.stage_payload(seq, payload)?;
+            let record = MessageRecord::encode(&targets, &location);
+            self.messages.insert(seq, record.as_slice()).during(err)?;
+            self.usage_change(blob, UsageDelta::removed(old.len));
+            moved += u64::from(old.len);
+        }
+        self.dirty = true;
+        Ok(moved)
+    }
+
+    /// Writes the usage changes of this transaction; deletes blobs nobody uses any more.
+    fn write_blob_usage(&mut self) -> Result<(), StorageError> {
+        let err = "write blob usage";
+        let commit = self.state.commits + 1;
+        for (blob, delta) in std::mem::take(&mut self.usage_deltas) {
+            let mut usage = self
+                .usage
+                .get(blob)
+                .during(err)?
+                .map(|v| v.value())
+                .unwrap_or_default();
+            usage.apply(&delta);
+            self.state.blob_bytes = self.state.blob_bytes.saturating_add(delta.size);
+            if usage.live_count == 0 {
+                self.usage.remove(blob).during(err)?;
+                self.blobs.remove(blob).during(err)?;
+                self.state.blob_bytes = self.state.blob_bytes.saturating_sub(usage.size);
+                self.state.sparse_blobs.remove(&blob);
+                continue;
+            }
+            self.usage.insert(blob, usage).during(err)?;
+            if usage.is_sparse() {
+                self.state.sparse_blobs.insert(blob, commit);
+            } else {
+                self.state.sparse_blobs.remove(&blob);
+            }
+        }
+        self.state.commits = commit;
+        Ok(())
     }
 
     fn collect_queue_keys(
@@ -572,6 +716,8 @@ impl<'t> Tx<'t> {
         if !self.dirty {
             return Ok(Effects::default());
         }
+        self.close_blob()?;
+        self.write_blob_usage()?;
         let err = "write endpoint counters";
         for name in &self.removed_endpoints {
             if !self.state.ids.contains_key(name) {

@@ -3,8 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata,
+};
 
+use crate::blobs::{BLOB_USAGE, BLOBS, BlobUsage, BlobView};
 use crate::error::{During, StorageError, VerifyError};
 use crate::state::State;
 use crate::tables::{ENDPOINTS, EXPIRY, MESSAGES, MessageRecord, NEVER, QUEUES};
@@ -46,6 +50,8 @@ fn check_tables(
     let queues = txn.open_table(QUEUES).during(err)?;
     let messages = txn.open_table(MESSAGES).during(err)?;
     let expiry = txn.open_table(EXPIRY).during(err)?;
+    let blobs = txn.open_table(BLOBS).during(err)?;
+    let usage = txn.open_table(BLOB_USAGE).during(err)?;
 
     // Endpoint records against the writer's memory.
     let mut records = BTreeMap::new();
@@ -84,7 +90,7 @@ fn check_tables(
                 if !listed {
                     p.push(|| format!("queue entry {endpoint}/{priority}/{seq} missing from its message's references"));
                 }
-                if record.payload().len() != value.size as usize {
+                if record.location().len != value.size {
                     p.push(|| {
                         format!("queue entry {endpoint}/{priority}/{seq} has the wrong size")
                     });
@@ -116,15 +122,27 @@ fn check_tables(
         }
     }
 
-    // Messages: each lists at least one reference, each listed reference is queued, and the
-    // totals match the counters.
+    // Messages: each lists at least one reference, each listed reference is queued, its payload
+    // is in its blob, and the totals match the counters.
     let (mut count, mut bytes) = (0u64, 0u64);
+    let mut used: BTreeMap<u64, BlobUsage> = BTreeMap::new();
     for entry in messages.iter().during(err)? {
         let (seq, stored) = entry.during(err)?;
         let seq = seq.value();
         let record = MessageRecord::new(stored.value());
+        let location = record.location();
         count += 1;
-        bytes += record.payload().len() as u64;
+        bytes += u64::from(location.len);
+        let usage = used.entry(location.blob).or_default();
+        usage.live_count += 1;
+        usage.live_bytes += u64::from(location.len);
+        let in_blob = blobs
+            .get(location.blob)
+            .during(err)?
+            .is_some_and(|b| BlobView::new(b.value()).payload(&location).is_some());
+        if !in_blob {
+            p.push(|| format!("message {seq} points at a payload its blob does not hold"));
+        }
         let targets = record.targets();
         if targets.is_empty() {
             p.push(|| format!("message {seq} is referenced by no endpoint"));
@@ -153,6 +171,8 @@ fn check_tables(
         });
     }
 
+    check_blobs(&blobs, &usage, &used, state, p)?;
+
     // Expiry index: each entry is a queued reference with that expiry.
     for entry in expiry.iter().during(err)? {
         let (key, _) = entry.during(err)?;
@@ -164,6 +184,62 @@ fn check_tables(
         if !matches {
             p.push(|| format!("expiry entry {endpoint}/{priority}/{seq} has no queue entry"));
         }
+    }
+    Ok(())
+}
+
+/// Blob usage records against the messages that point into each blob (`used`), every blob with
+/// a usage record and the other way round, and the blob byte counter.
+fn check_blobs(
+    blobs: &ReadOnlyTable<u64, &'static [u8]>,
+    usage: &ReadOnlyTable<u64, BlobUsage>,
+    used: &BTreeMap<u64, BlobUsage>,
+    state: &State,
+    p: &mut Problems,
+) -> Result<(), StorageError> {
+    let err = "verify blobs";
+    let mut size = 0u64;
+    let mut recorded = 0usize;
+    for entry in usage.iter().during(err)? {
+        let (blob, record) = entry.during(err)?;
+        let (blob, record) = (blob.value(), record.value());
+        recorded += 1;
+        size += record.size;
+        let live = used.get(&blob).copied().unwrap_or_default();
+        if (record.live_count, record.live_bytes) != (live.live_count, live.live_bytes) {
+            p.push(|| {
+                format!(
+                    "blob {blob} usage says {}/{} bytes live but messages use {}/{}",
+                    record.live_count, record.live_bytes, live.live_count, live.live_bytes
+                )
+            });
+        }
+        if record.live_count == 0 {
+            p.push(|| format!("blob {blob} has no live message but was kept"));
+        }
+        if blobs.get(blob).during(err)?.is_none() {
+            p.push(|| format!("blob {blob} has a usage record but no bytes"));
+        }
+    }
+    if recorded != used.len() {
+        p.push(|| {
+            format!(
+                "{} blobs are in use but {recorded} have usage records",
+                used.len()
+            )
+        });
+    }
+    let stored = blobs.len().during(err)?;
+    if stored != recorded as u64 {
+        p.push(|| format!("{stored} blobs are stored but {recorded} have usage records"));
+    }
+    if size != state.blob_bytes {
+        p.push(|| {
+            format!(
+                "counters say blobs hold {} bytes but their usage records add up to {size}",
+                state.blob_bytes
+            )
+        });
     }
     Ok(())
 }
