@@ -413,6 +413,7 @@ async fn run(
         let Some(token) = tokens.token(&conn.identity, &settings.hub_host_name, expiry) else {
             tracing::warn!(identity = %conn.identity, "no key to sign an upstream token; retrying later");
             conn.set_state(false);
+            report_failed_renewal(&mut renewing, &conn, &events).await;
             if sleep_or_shutdown(&mut backoff, &shutdown).await {
                 break;
             }
@@ -429,12 +430,7 @@ async fn run(
                 // Nothing is in flight: the last connection's were failed when it ended.
                 tracing::warn!(identity = %conn.identity, error = %e, "upstream connection failed");
                 conn.set_state(false);
-                if renewing {
-                    renewing = false;
-                    let _ = events
-                        .send(UpstreamEvent::Disconnected(conn.identity.clone()))
-                        .await;
-                }
+                report_failed_renewal(&mut renewing, &conn, &events).await;
                 if sleep_or_shutdown(&mut backoff, &shutdown).await {
                     break;
                 }
@@ -458,6 +454,19 @@ async fn run(
         if matches!(ended, Ended::Shutdown) || sleep_or_shutdown(&mut backoff, &shutdown).await {
             break;
         }
+    }
+}
+
+/// A renewal's reconnect was not announced as a loss; once it fails, the loss is real.
+async fn report_failed_renewal(
+    renewing: &mut bool,
+    conn: &Connection,
+    events: &mpsc::Sender<UpstreamEvent>,
+) {
+    if std::mem::take(renewing) {
+        let _ = events
+            .send(UpstreamEvent::Disconnected(conn.identity.clone()))
+            .await;
     }
 }
 

@@ -92,12 +92,19 @@ impl Hooks for Cloud {
     }
 }
 
-/// Tokens that say when they were minted, so renewals are visible.
-struct CountingTokens(Mutex<u32>);
+/// Tokens that say when they were minted, so renewals are visible; after `keys_for` tokens
+/// the key is gone (an identity deleted in the cloud).
+struct CountingTokens {
+    minted: Mutex<u32>,
+    keys_for: u32,
+}
 
 impl TokenSource for CountingTokens {
     fn token(&self, identity: &Identity, _: &str, expiry: u64) -> Option<String> {
-        let mut n = self.0.lock().unwrap();
+        let mut n = self.minted.lock().unwrap();
+        if *n >= self.keys_for {
+            return None;
+        }
         *n += 1;
         Some(format!("token-{n}-{identity}-{expiry}"))
     }
@@ -111,6 +118,10 @@ struct Setup {
 }
 
 async fn setup(token_ttl: Duration) -> Setup {
+    setup_with_keys_for(token_ttl, u32::MAX).await
+}
+
+async fn setup_with_keys_for(token_ttl: Duration, keys_for: u32) -> Setup {
     ironedge_pki::install_default_provider();
     let later = Timestamp::now() + SignedDuration::from_hours(1);
     let ca = ironedge_pki::CertificateAuthority::new_root("upstream test CA", later).unwrap();
@@ -143,7 +154,10 @@ async fn setup(token_ttl: Duration) -> Setup {
     let connection = Connection::start(
         Identity::module("edge", "$edgeAgent"),
         settings,
-        Arc::new(CountingTokens(Mutex::new(0))),
+        Arc::new(CountingTokens {
+            minted: Mutex::new(0),
+            keys_for,
+        }),
         &["$iothub/methods/POST/#"],
         tx,
         Arc::new(watch::channel(0).0),
@@ -268,5 +282,21 @@ async fn the_token_is_renewed_by_reconnecting_before_it_expires_and_no_loss_is_r
     assert_eq!(tokens.len(), 2);
     assert!(tokens[0].starts_with("token-1-") && tokens[1].starts_with("token-2-"));
     assert!(s.connection.wait_connected(T).await);
+    s.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_renewal_that_finds_no_key_reports_the_connection_lost() {
+    // Renewal at 80 % of 2 s, by which time the key is gone.
+    let mut s = setup_with_keys_for(Duration::from_secs(2), 1).await;
+    assert!(matches!(
+        next(&mut s.events).await,
+        UpstreamEvent::Connected(_)
+    ));
+    assert!(matches!(
+        next(&mut s.events).await,
+        UpstreamEvent::Disconnected(_)
+    ));
+    assert!(!s.connection.is_connected());
     s.shutdown.cancel();
 }
