@@ -92,8 +92,8 @@ fn a_blob_is_deleted_with_its_last_message() {
 #[test]
 fn stragglers_are_compacted_out_of_dead_blobs_after_a_quiet_spell() {
     let mut t = TestStore::with_endpoints(Config::default(), &["fast", "slow"]);
-    // 10 commits of 50 × 4 KiB: several blobs each (a blob closes at 256 KiB); one message in
-    // ten also waits for the slow endpoint, which is offline.
+    // 10 commits of 50 × 4 KiB, a blob each; one message in ten goes to the slow endpoint,
+    // which is offline, the rest to the fast one.
     let mut slow = Vec::new();
     for commit in 0..10 {
         slow.extend(append_batch(t.store(), commit * 50, 50, 4096, 10));
