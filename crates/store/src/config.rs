@@ -31,6 +31,9 @@ pub struct Config {
     pub max_batch_time: Duration,
     /// Most expired references removed per write transaction (the rest go in later ones).
     pub max_expired_per_commit: usize,
+    /// Commits a blob left mostly dead by acknowledgements must go unchanged before its live
+    /// messages are copied out of it (compaction; see `DESIGN.md`).
+    pub compact_after_commits: u64,
     /// Memory redb may use to cache pages.
     pub cache_bytes: usize,
     /// Capacity of the queue of operations waiting for the writer; appenders wait when full.
@@ -49,6 +52,7 @@ impl Default for Config {
             max_batch_bytes: 16 * 1024 * 1024,
             max_batch_time: Duration::from_millis(50),
             max_expired_per_commit: 4096,
+            compact_after_commits: 64,
             cache_bytes: 16 * 1024 * 1024,
             pending_capacity: 16 * 1024,
             verify_on_open: false,

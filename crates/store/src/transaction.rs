@@ -28,10 +28,6 @@ use crate::tables::{
 /// Longest endpoint name accepted.
 const MAX_ENDPOINT_NAME: usize = 1024;
 
-/// A sparse blob is compacted once this many commits have passed without changing it, so the
-/// blob at an endpoint's acknowledgement frontier, which dies by itself, is left alone.
-pub(crate) const COMPACT_AFTER_COMMITS: u64 = 64;
-
 /// Most live payload bytes one commit copies out of sparse blobs.
 const COMPACT_BYTES_PER_COMMIT: u64 = 1024 * 1024;
 
@@ -564,16 +560,20 @@ impl<'t> Tx<'t> {
         }
     }
 
-    /// Copies the live messages of sparse blobs nobody has touched for a while into the blob
-    /// being built, so their dead neighbours' bytes can go; at most
-    /// `COMPACT_BYTES_PER_COMMIT` per commit, whole blobs at a time.
+    /// Copies the live messages of sparse blobs no commit has changed for
+    /// [`Config::compact_after_commits`] into the blob being built, so their dead neighbours'
+    /// bytes can go; at most `COMPACT_BYTES_PER_COMMIT` per commit, whole blobs at a time.
+    /// Waiting leaves alone the blob at an endpoint's acknowledgement frontier, which dies by
+    /// itself.
     pub(crate) fn compact(&mut self) -> Result<u64, StorageError> {
         self.guard(|tx| {
             let ripe: Vec<u64> = tx
                 .state
                 .sparse_blobs
                 .iter()
-                .filter(|(_, changed)| **changed + COMPACT_AFTER_COMMITS <= tx.state.commits)
+                .filter(|(_, changed)| {
+                    changed.saturating_add(tx.config.compact_after_commits) <= tx.state.commits
+                })
                 .map(|(blob, _)| *blob)
                 .collect();
             let mut moved = 0;

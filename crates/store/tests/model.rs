@@ -9,13 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ironedge_store::{
-    AppendError, Config, EndpointStats, ManualClock, NewMessage, Offset, PeekOptions, Store,
-    Target, Timestamp,
+    AppendError, Appended, Config, EndpointStats, ManualClock, NewMessage, Offset, PeekOptions,
+    Store, Target, Timestamp,
 };
 use proptest::prelude::*;
 
 const ENDPOINTS: [&str; 4] = ["iothub", "m1/in", "m2/in", "m3/in"];
 const MAX_MESSAGE: usize = 64;
+
+/// A target: endpoint index, priority, TTL in ms.
+type TargetSpec = (usize, u32, Option<u64>);
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -23,8 +26,10 @@ enum Op {
     RemoveEndpoint(usize),
     Append {
         len: usize,
-        targets: Vec<(usize, u32, Option<u64>)>,
+        targets: Vec<TargetSpec>,
     },
+    /// Several appends in one commit: they share a payload blob.
+    AppendBatch(Vec<(usize, Vec<TargetSpec>)>),
     Peek(usize, usize),
     AckSome(usize, u16),
     AckThrough(usize, usize),
@@ -33,18 +38,48 @@ enum Op {
     Reopen,
 }
 
-fn op() -> impl Strategy<Value = Op> {
-    let endpoint = 0..ENDPOINTS.len();
-    let target = (
-        endpoint.clone(),
+fn target() -> impl Strategy<Value = TargetSpec> + Clone {
+    (
+        0..ENDPOINTS.len(),
         0u32..3,
         prop::option::weighted(0.4, 0u64..4_000),
-    );
+    )
+}
+
+fn batch() -> impl Strategy<Value = Op> {
+    prop::collection::vec(
+        (
+            0usize..MAX_MESSAGE + 8,
+            prop::collection::vec(target(), 0..4),
+        ),
+        1..8,
+    )
+    .prop_map(Op::AppendBatch)
+}
+
+/// Mostly batches and acknowledgements: blobs left partly live, which compaction rewrites.
+fn compaction_op() -> impl Strategy<Value = Op> {
+    let endpoint = 0..ENDPOINTS.len();
+    prop_oneof![
+        1 => endpoint.clone().prop_map(Op::AddEndpoint),
+        10 => batch(),
+        2 => (endpoint.clone(), 1usize..8).prop_map(|(e, n)| Op::Peek(e, n)),
+        6 => (endpoint.clone(), any::<u16>()).prop_map(|(e, m)| Op::AckSome(e, m)),
+        3 => (endpoint.clone(), 0usize..6).prop_map(|(e, k)| Op::AckThrough(e, k)),
+        2 => (0u64..3_000).prop_map(Op::Advance),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let endpoint = 0..ENDPOINTS.len();
+    let target = target();
     prop_oneof![
         2 => endpoint.clone().prop_map(Op::AddEndpoint),
         1 => endpoint.clone().prop_map(Op::RemoveEndpoint),
-        10 => (0usize..MAX_MESSAGE + 8, prop::collection::vec(target, 0..4))
+        10 => (0usize..MAX_MESSAGE + 8, prop::collection::vec(target.clone(), 0..4))
             .prop_map(|(len, targets)| Op::Append { len, targets }),
+        4 => batch(),
         3 => (endpoint.clone(), 1usize..8).prop_map(|(e, n)| Op::Peek(e, n)),
         3 => (endpoint.clone(), any::<u16>()).prop_map(|(e, m)| Op::AckSome(e, m)),
         2 => (endpoint.clone(), 0usize..6).prop_map(|(e, k)| Op::AckThrough(e, k)),
@@ -235,6 +270,8 @@ impl Harness {
             quota_bytes: quota,
             max_message_bytes: MAX_MESSAGE,
             max_expired_per_commit: usize::MAX,
+            // Compaction after two quiet commits, so these short runs reach it often.
+            compact_after_commits: 2,
             ..Config::default()
         };
         let store = Store::open(
@@ -317,29 +354,29 @@ impl Harness {
                 assert_eq!(removed, self.model.endpoints.remove(name).is_some());
             }
             Op::Append { len, targets } => {
-                let payload: Vec<u8> = (0..*len).map(|i| (step + i) as u8).collect();
-                let message = NewMessage::new(
-                    payload.clone(),
-                    targets
-                        .iter()
-                        .map(|&(e, priority, ttl)| {
-                            let t = Target::new(ENDPOINTS[e]).with_priority(priority);
-                            match ttl {
-                                Some(ms) => t.with_ttl(Duration::from_millis(ms)),
-                                None => t,
-                            }
-                        })
-                        .collect(),
-                );
+                let (payload, message) = new_message(*len, targets, step);
                 let got = self.store().append(&message);
                 let want = self.model.append(payload, targets);
-                match (got, want) {
-                    (Ok(a), Ok(seq)) => assert_eq!(a.seq, seq),
-                    (Err(AppendError::MessageTooLarge { .. }), Err("too large"))
-                    | (Err(AppendError::NoTargets), Err("no targets"))
-                    | (Err(AppendError::UnknownEndpoint { .. }), Err("unknown endpoint"))
-                    | (Err(AppendError::QuotaExceeded { .. }), Err("quota exceeded")) => {}
-                    (got, want) => panic!("append: store {got:?}, model {want:?}"),
+                check_append(got, want);
+            }
+            Op::AppendBatch(batch) => {
+                let messages: Vec<_> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (len, targets))| new_message(*len, targets, step * 8 + i))
+                    .collect();
+                let got = self
+                    .store()
+                    .write(|tx| {
+                        let appended: Vec<_> = messages.iter().map(|(_, m)| tx.append(m)).collect();
+                        appended
+                    })
+                    .unwrap();
+                for ((payload, _), ((_, targets), got)) in
+                    messages.into_iter().zip(batch.iter().zip(got))
+                {
+                    let want = self.model.append(payload, targets);
+                    check_append(got, want);
                 }
             }
             Op::Peek(e, n) => {
@@ -438,6 +475,33 @@ impl Harness {
     }
 }
 
+/// A message of `len` bytes (a pattern that differs per `salt`) to `targets`.
+fn new_message(len: usize, targets: &[TargetSpec], salt: usize) -> (Vec<u8>, NewMessage) {
+    let payload: Vec<u8> = (0..len).map(|i| (salt + i) as u8).collect();
+    let targets = targets
+        .iter()
+        .map(|&(e, priority, ttl)| {
+            let t = Target::new(ENDPOINTS[e]).with_priority(priority);
+            match ttl {
+                Some(ms) => t.with_ttl(Duration::from_millis(ms)),
+                None => t,
+            }
+        })
+        .collect();
+    (payload.clone(), NewMessage::new(payload, targets))
+}
+
+fn check_append(got: Result<Appended, AppendError>, want: Result<u64, &str>) {
+    match (got, want) {
+        (Ok(a), Ok(seq)) => assert_eq!(a.seq, seq),
+        (Err(AppendError::MessageTooLarge { .. }), Err("too large"))
+        | (Err(AppendError::NoTargets), Err("no targets"))
+        | (Err(AppendError::UnknownEndpoint { .. }), Err("unknown endpoint"))
+        | (Err(AppendError::QuotaExceeded { .. }), Err("quota exceeded")) => {}
+        (got, want) => panic!("append: store {got:?}, model {want:?}"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 48,
@@ -450,11 +514,22 @@ proptest! {
         quota in prop::option::of(64u64..400),
         ops in prop::collection::vec(op(), 1..60),
     ) {
-        let mut h = Harness::new(quota);
-        for (step, op) in ops.iter().enumerate() {
-            h.step(op, step);
-        }
-        h.store().verify().unwrap();
-        assert_eq!(h.store().reader().stats().unwrap(), h.store().stats());
+        run(quota, &ops);
     }
+
+    #[test]
+    fn compaction_keeps_the_store_like_the_in_memory_model(
+        ops in prop::collection::vec(compaction_op(), 1..150),
+    ) {
+        run(None, &ops);
+    }
+}
+
+fn run(quota: Option<u64>, ops: &[Op]) {
+    let mut h = Harness::new(quota);
+    for (step, op) in ops.iter().enumerate() {
+        h.step(op, step);
+    }
+    h.store().verify().unwrap();
+    assert_eq!(h.store().reader().stats().unwrap(), h.store().stats());
 }
