@@ -40,31 +40,47 @@ pub(crate) struct Peer {
 /// Runs a connection to completion.
 pub(crate) async fn run<H: Hooks, T: Transport>(
     shared: Arc<Shared<H>>,
-    mut transport: T,
+    transport: T,
     peer: Peer,
     shutdown: CancellationToken,
 ) {
+    // The CONNECT phase (reading it, authenticating, perhaps asking the cloud) runs in its own
+    // allocation, freed before serving: a task's future is as large as its largest state, and
+    // an idle connection should hold only what serving needs.
+    let Some((conn, span)) = Box::pin(open(shared, transport, peer, shutdown)).await else {
+        return;
+    };
+    tracing::Instrument::instrument(conn.serve(), span).await;
+}
+
+/// Reads and authenticates the CONNECT and answers it; the connection to serve, if accepted.
+async fn open<H: Hooks, T: Transport>(
+    shared: Arc<Shared<H>>,
+    mut transport: T,
+    peer: Peer,
+    shutdown: CancellationToken,
+) -> Option<(Connection<H, T>, tracing::Span)> {
     shared.metrics.connections_total.inc();
     let mut rbuf = BytesMut::new();
     let connect = tokio::select! {
         r = tokio::time::timeout(shared.config.connect_timeout, read_connect(&mut transport, &mut rbuf, shared.config.max_packet_size)) => r,
-        () = shutdown.cancelled() => return,
+        () = shutdown.cancelled() => return None,
     };
     let connect = match connect {
         Ok(Ok(c)) => c,
         Ok(Err(ConnectFailure::Refuse(code))) => {
             shared.metrics.protocol_errors_total.inc();
             let _ = write_connack(&mut transport, code, false).await;
-            return;
+            return None;
         }
         Ok(Err(ConnectFailure::Close(reason))) => {
             shared.metrics.protocol_errors_total.inc();
             debug!(peer = %peer.addr, %reason, "connection closed before CONNECT");
-            return;
+            return None;
         }
         Err(_) => {
             debug!(peer = %peer.addr, "no CONNECT within {:?}", shared.config.connect_timeout);
-            return;
+            return None;
         }
     };
     let request = ConnectRequest {
@@ -87,7 +103,7 @@ pub(crate) async fn run<H: Hooks, T: Transport>(
     };
     if request.client_id.is_empty() && !request.clean_session {
         let _ = write_connack(&mut transport, ConnectReturnCode::BadClientId, false).await;
-        return;
+        return None;
     }
     let auth = match shared.hooks.authenticate(&request).await {
         Ok(a) => a,
@@ -95,7 +111,7 @@ pub(crate) async fn run<H: Hooks, T: Transport>(
             shared.metrics.auth_failures_total.inc();
             info!(peer = %peer.addr, client_id = %request.client_id, ?code, "connection refused");
             let _ = write_connack(&mut transport, code, false).await;
-            return;
+            return None;
         }
     };
     let span = tracing::info_span!("mqtt", identity = %auth.identity, peer = %peer.addr);
@@ -109,14 +125,9 @@ pub(crate) async fn run<H: Hooks, T: Transport>(
         p.retain = w.retain;
         p
     });
-    let conn = Connection::establish(shared, request, auth, transport, rbuf, shutdown).await;
-    let conn = conn.map(|mut c| {
-        c.will = will;
-        c
-    });
-    if let Some(conn) = conn {
-        tracing::Instrument::instrument(conn.serve(), span).await;
-    }
+    let mut conn = Connection::establish(shared, request, auth, transport, rbuf, shutdown).await?;
+    conn.will = will;
+    Some((conn, span))
 }
 
 enum ConnectFailure {

@@ -327,7 +327,8 @@ async fn accept<H: Hooks>(
 ) {
     let timeout = shared.config.connect_timeout;
     let (accepted, certificates) =
-        match tokio::time::timeout(timeout, handshake(tcp, acceptor, websocket)).await {
+        // Boxed: the handshake's state is freed before the connection is served.
+        match tokio::time::timeout(timeout, Box::pin(handshake(tcp, acceptor, websocket))).await {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
                 debug!(%peer, error = %e, "handshake failed");
