@@ -3,7 +3,8 @@
 //!
 //! - module→module QoS 1 throughput and p50/p99 latency through the edge hub (TLS, routing and
 //!   the durable store on), and through mosquitto doing plain pub/sub over TLS;
-//! - the edge hub's RSS idle and at 1 000 msg/s;
+//! - the edge hub's RSS idle and at 1 000 msg/s, and with many idle module connections (and
+//!   mosquitto's with as many clients);
 //! - the replay rate of a backlog to the cloud after an outage, twice: to a stand-in cloud that
 //!   acknowledges at once (the edge hub's drain rate) and through mosquitto to a QoS 1
 //!   subscriber (what a broker that also forwards makes of it).
@@ -14,6 +15,7 @@
 // The figures are this tool's output.
 #![allow(clippy::print_stdout)]
 
+mod connections;
 mod counting_cloud;
 
 use std::collections::HashMap;
@@ -54,6 +56,9 @@ pub(crate) struct BenchArgs {
     /// Skip the mosquitto runs (figures for the edge hub only).
     #[arg(long)]
     no_mosquitto: bool,
+    /// Idle module connections held open to measure memory per connection (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
 }
 
 const HUB: &str = "bench-hub.azure-devices.net";
@@ -67,10 +72,12 @@ struct Fixture {
     ca_pem: String,
     sender: KeyPair,
     receiver: KeyPair,
+    /// Keys of the modules `conn-0`… that only connect.
+    idle: Vec<KeyPair>,
 }
 
 impl Fixture {
-    fn new(address: &str) -> Result<Self> {
+    fn new(address: &str, idle_modules: usize) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
         let ca = ironedge_pki::CertificateAuthority::new_root("bench CA", later)?;
@@ -80,16 +87,24 @@ impl Fixture {
         std::fs::write(dir.path().join("server.key"), &server.key_pem)?;
         let sender = KeyPair::generate();
         let receiver = KeyPair::generate();
-        let identities = serde_json::json!([
-            {"deviceId": EDGE, "moduleId": "sender", "primaryKey": sender.primary.to_base64()},
-            {"deviceId": EDGE, "moduleId": "receiver", "primaryKey": receiver.primary.to_base64()},
-        ]);
-        std::fs::write(dir.path().join("identities.json"), identities.to_string())?;
+        let idle: Vec<KeyPair> = (0..idle_modules).map(|_| KeyPair::generate()).collect();
+        let mut identities = vec![
+            serde_json::json!({"deviceId": EDGE, "moduleId": "sender", "primaryKey": sender.primary.to_base64()}),
+            serde_json::json!({"deviceId": EDGE, "moduleId": "receiver", "primaryKey": receiver.primary.to_base64()}),
+        ];
+        identities.extend(idle.iter().enumerate().map(|(i, keys)| {
+            serde_json::json!({"deviceId": EDGE, "moduleId": format!("conn-{i}"), "primaryKey": keys.primary.to_base64()})
+        }));
+        std::fs::write(
+            dir.path().join("identities.json"),
+            serde_json::Value::Array(identities).to_string(),
+        )?;
         Ok(Self {
             dir,
             ca_pem: ca.root_pem(),
             sender,
             receiver,
+            idle,
         })
     }
 
@@ -392,7 +407,7 @@ const M2M_ROUTES: &str = r#"{"routes": {"m2m": "FROM /messages/modules/sender/ou
 /// Runs the load tool and prints the figures.
 pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
     let host = args.address.as_str();
-    let fx = Fixture::new(host)?;
+    let fx = Fixture::new(host, args.connections)?;
     let tls = fx.tls()?;
     let sender = module_login("sender", &fx.sender);
     let receiver = module_login("receiver", &fx.receiver);
@@ -493,6 +508,35 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
     )
     .await;
     let load_rss = hub.rss_kib();
+    let hub_connections = if args.connections > 0 {
+        let logins = fx
+            .idle
+            .iter()
+            .enumerate()
+            .map(|(i, keys)| {
+                let module = format!("conn-{i}");
+                let filter = format!("devices/{EDGE}/modules/{module}/inputs/#");
+                (module_login(&module, keys), filter)
+            })
+            .collect();
+        Some(connections::rss_with_connections(&hub, host, hub_port, &tls, logins).await)
+    } else {
+        None
+    };
+    let mosquitto_connections = match (&mosquitto, args.connections) {
+        (Some((server, port)), n) if n > 0 => {
+            let logins = (0..n)
+                .map(|i| {
+                    (
+                        plain_login(&format!("bench-conn-{i}")),
+                        format!("bench/conn/{i}"),
+                    )
+                })
+                .collect();
+            Some(connections::rss_with_connections(server, host, *port, &tls, logins).await)
+        }
+        _ => None,
+    };
     drop(hub);
     println!();
     let kib =
@@ -506,6 +550,19 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
             f.p99_ms
         ),
         Err(e) => println!("edge hub RSS at 1000 msg/s: run failed: {e}"),
+    }
+    for (name, figures) in [
+        ("edge hub", hub_connections),
+        ("mosquitto", mosquitto_connections),
+    ] {
+        match figures {
+            Some(Ok(rss)) => println!("{}", connections::describe(name, args.connections, rss)),
+            Some(Err(e)) => println!(
+                "{name} RSS with {} connections: run failed: {e:#}",
+                args.connections
+            ),
+            None => {}
+        }
     }
 
     // Replay: queue a backlog for $upstream with the cloud down, then bring the cloud up.
