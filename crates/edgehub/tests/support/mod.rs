@@ -58,6 +58,41 @@ pub fn python() -> &'static Path {
     })
 }
 
+/// The directory whose `node_modules` holds the pinned `azure-iot-device` and
+/// `azure-iot-device-mqtt` (tests/node/package-lock.json): `IRONEDGE_NODE_SDK` (set by
+/// `scripts/test`), else what `scripts/node-env` installs. A missing install fails the test.
+pub fn node_sdk() -> &'static Path {
+    static SDK: OnceLock<PathBuf> = OnceLock::new();
+    SDK.get_or_init(|| {
+        let dir = match std::env::var_os("IRONEDGE_NODE_SDK") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/node-env");
+                let out = std::process::Command::new("bash")
+                    .arg(script)
+                    .output()
+                    .expect("run scripts/node-env");
+                assert!(
+                    out.status.success(),
+                    "scripts/node-env failed (run it by hand to see why): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+            }
+        };
+        for package in ["azure-iot-device", "azure-iot-device-mqtt"] {
+            let manifest = dir.join("node_modules").join(package).join("package.json");
+            assert!(
+                manifest.is_file(),
+                "{} is missing: run scripts/node-env and set IRONEDGE_NODE_SDK to the \
+                 directory it prints",
+                manifest.display()
+            );
+        }
+        dir
+    })
+}
+
 /// A loopback address of its own for each test (the SDK always dials port 8883).
 pub fn loopback() -> Ipv4Addr {
     static NEXT: AtomicU8 = AtomicU8::new(1);
@@ -149,6 +184,15 @@ pub enum ModuleTransport {
     /// MQTT over WebSocket over TLS on port 443 of [`EdgeHub::websocket_addr`] (the SDK's
     /// `websockets=True`).
     WebSocket,
+}
+
+/// Which real SDK a module process runs; both speak the same JSON-lines protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleLanguage {
+    /// tests/module_client.py on `azure-iot-device` 2.14.0 (PyPI).
+    Python,
+    /// tests/node/module_client.js on `azure-iot-device` + `azure-iot-device-mqtt` (npm).
+    Node,
 }
 
 /// A running edge hub with its workload API.
@@ -272,7 +316,7 @@ impl EdgeHub {
     }
 
     /// As [`EdgeHub::module_env`], with the gateway host serving `transport` and, for WebSocket,
-    /// `MODULE_CLIENT_WEBSOCKETS=1` for module_client.py.
+    /// `MODULE_CLIENT_WEBSOCKETS=1` for module_client.py and module_client.js.
     pub fn module_env_over(
         &self,
         module: &Module,
@@ -349,16 +393,56 @@ impl ModuleProcess {
         command: &str,
         arg: Value,
     ) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/module_client.py");
-        let mut cmd = Command::new(python());
-        cmd.arg(script).arg(command).arg(arg.to_string());
+        Self::spawn_in(ModuleLanguage::Python, hub, module, transport, command, arg)
+    }
+
+    /// A Node.js `azure-iot-device` module (tests/node/module_client.js) over MQTT.
+    pub fn spawn_node(hub: &EdgeHub, module: &Module, command: &str, arg: Value) -> Self {
+        Self::spawn_in(
+            ModuleLanguage::Node,
+            hub,
+            module,
+            ModuleTransport::Mqtt,
+            command,
+            arg,
+        )
+    }
+
+    /// A module program of `language` connecting over `transport`.
+    pub fn spawn_in(
+        language: ModuleLanguage,
+        hub: &EdgeHub,
+        module: &Module,
+        transport: ModuleTransport,
+        command: &str,
+        arg: Value,
+    ) -> Self {
+        let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+        let mut cmd = match language {
+            ModuleLanguage::Python => {
+                let mut cmd = Command::new(python());
+                cmd.arg(tests.join("module_client.py"));
+                cmd
+            }
+            ModuleLanguage::Node => {
+                let mut cmd = Command::new("node");
+                // The packages live in a cache outside the checkout; NODE_PATH lets require()
+                // find them from the script's own directory.
+                cmd.env("NODE_PATH", node_sdk().join("node_modules"))
+                    .arg(tests.join("node/module_client.js"));
+                cmd
+            }
+        };
+        cmd.arg(command).arg(arg.to_string());
         for (k, v) in hub.module_env_over(module, transport) {
             cmd.env(k, v);
         }
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn python");
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn the {language:?} module {}: {e}", module.name));
         let stdout = child.stdout.take().unwrap();
         Self {
             child,
