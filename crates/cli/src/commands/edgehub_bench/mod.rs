@@ -65,6 +65,10 @@ const HUB: &str = "bench-hub.azure-devices.net";
 /// Unacknowledged QoS 1 messages per client, the same for the clients and for mosquitto.
 const CLIENT_INFLIGHT: u16 = 100;
 const EDGE: &str = "bench-edge";
+/// The sender's and the receiver's identities.
+const IDENTITIES: &str = "identities.json";
+/// Those and the idle modules' (`conn-0`…), for the memory-per-connection run.
+const IDENTITIES_WITH_IDLE: &str = "identities-with-idle.json";
 
 /// Certificates and keys for the run.
 struct Fixture {
@@ -92,11 +96,15 @@ impl Fixture {
             serde_json::json!({"deviceId": EDGE, "moduleId": "sender", "primaryKey": sender.primary.to_base64()}),
             serde_json::json!({"deviceId": EDGE, "moduleId": "receiver", "primaryKey": receiver.primary.to_base64()}),
         ];
+        std::fs::write(
+            dir.path().join(IDENTITIES),
+            serde_json::Value::Array(identities.clone()).to_string(),
+        )?;
         identities.extend(idle.iter().enumerate().map(|(i, keys)| {
             serde_json::json!({"deviceId": EDGE, "moduleId": format!("conn-{i}"), "primaryKey": keys.primary.to_base64()})
         }));
         std::fs::write(
-            dir.path().join("identities.json"),
+            dir.path().join(IDENTITIES_WITH_IDLE),
             serde_json::Value::Array(identities).to_string(),
         )?;
         Ok(Self {
@@ -327,6 +335,7 @@ async fn start_edgehub(
     store: &Path,
     routes: &str,
     upstream: Option<u16>,
+    identities: &str,
 ) -> Result<Server> {
     std::fs::write(fx.path("routes.json"), routes)?;
     let exe = std::env::current_exe()?;
@@ -342,7 +351,7 @@ async fn start_edgehub(
         .arg("--tls-key")
         .arg(fx.path("server.key"))
         .arg("--identities")
-        .arg(fx.path("identities.json"))
+        .arg(fx.path(identities))
         .arg("--routes")
         .arg(fx.path("routes.json"))
         // The outage is staged: the upstream link's failures are expected here.
@@ -422,6 +431,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
         &fx.path("edgehub.redb"),
         M2M_ROUTES,
         None,
+        IDENTITIES,
     )
     .await?;
     // Let the process settle before reading its idle memory.
@@ -508,18 +518,9 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
     )
     .await;
     let load_rss = hub.rss_kib();
+    drop(hub);
     let hub_connections = if args.connections > 0 {
-        let logins = fx
-            .idle
-            .iter()
-            .enumerate()
-            .map(|(i, keys)| {
-                let module = format!("conn-{i}");
-                let filter = format!("devices/{EDGE}/modules/{module}/inputs/#");
-                (module_login(&module, keys), filter)
-            })
-            .collect();
-        Some(connections::rss_with_connections(&hub, host, hub_port, &tls, logins).await)
+        Some(hub_rss_with_connections(&fx, host, &tls).await)
     } else {
         None
     };
@@ -537,7 +538,6 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         _ => None,
     };
-    drop(hub);
     println!();
     let kib =
         |v: Option<u64>| v.map_or("n/a".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0));
@@ -591,6 +591,39 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// RSS of a fresh edge hub that knows the idle modules' identities, before and with all of them
+/// connected (KiB).
+async fn hub_rss_with_connections(
+    fx: &Fixture,
+    host: &str,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<(u64, u64)> {
+    let port = free_port(host)?;
+    let store = fx.path("connections.redb");
+    let hub = start_edgehub(
+        fx,
+        host,
+        port,
+        &store,
+        M2M_ROUTES,
+        None,
+        IDENTITIES_WITH_IDLE,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let logins = fx
+        .idle
+        .iter()
+        .enumerate()
+        .map(|(i, keys)| {
+            let module = format!("conn-{i}");
+            let filter = format!("devices/{EDGE}/modules/{module}/inputs/#");
+            (module_login(&module, keys), filter)
+        })
+        .collect();
+    connections::rss_with_connections(&hub, host, port, tls, logins).await
+}
+
 /// What stands in for the cloud during a replay.
 enum Cloud<'a> {
     /// Our broker core acknowledging every message at once, in this process.
@@ -626,6 +659,7 @@ impl Replay<'_> {
             &self.fx.path(store),
             &routes,
             Some(cloud_port),
+            IDENTITIES,
         )
         .await?;
         fill_backlog(self.host, hub_port, self.tls, self.sender, self.topic, n).await?;
