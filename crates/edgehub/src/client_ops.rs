@@ -49,24 +49,37 @@ pub(crate) fn submit(hub: &Hub, client: &Arc<ClientHandle>, op: ClientOp) {
     }
 }
 
-/// Handles a client's requests until its connection closes.
+/// Handles a client's requests until its connection closes, then those it sent before closing.
 async fn run(hub: Hub, client: Arc<ClientHandle>, mut rx: mpsc::UnboundedReceiver<ClientOp>) {
     loop {
         let op = tokio::select! {
-            () = client.closed.cancelled() => return,
+            () = client.closed.cancelled() => break,
             op = rx.recv() => match op {
                 Some(op) => op,
                 None => return,
             },
         };
-        match op {
-            ClientOp::TwinGet { rid } => twins::get(&hub, &client, rid).await,
-            ClientOp::TwinReportedPatch { rid, body } => {
-                twins::patch_reported(&hub, &client, rid, &body).await;
-            }
-            ClientOp::MethodResponse { status, rid, body } => {
-                methods::module_responded(&hub, &client, &status, &rid, body).await;
-            }
+        handle(&hub, &client, op).await;
+    }
+    // Everything the client sent was queued before its connection was marked closed. A method's
+    // answer or a reported patch still counts (a module may answer and exit at once); a twin GET
+    // has nobody left to answer.
+    rx.close();
+    while let Ok(op) = rx.try_recv() {
+        if !matches!(op, ClientOp::TwinGet { .. }) {
+            handle(&hub, &client, op).await;
+        }
+    }
+}
+
+async fn handle(hub: &Hub, client: &Arc<ClientHandle>, op: ClientOp) {
+    match op {
+        ClientOp::TwinGet { rid } => twins::get(hub, client, rid).await,
+        ClientOp::TwinReportedPatch { rid, body } => {
+            twins::patch_reported(hub, client, rid, &body).await;
+        }
+        ClientOp::MethodResponse { status, rid, body } => {
+            methods::module_responded(hub, client, &status, &rid, body).await;
         }
     }
 }

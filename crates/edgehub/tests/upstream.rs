@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use ironedge_hub::storage::TelemetryFilter;
 use serde_json::{Value, json};
 use support::cloud::Cloud;
-use support::{EDGE, EdgeHub, EdgeHubSpec, Module, ModuleProcess, ModuleTransport, loopback};
+use support::{
+    EDGE, EdgeHub, EdgeHubSpec, Module, ModuleProcess, ModuleTransport, RawModule, loopback,
+};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -173,6 +175,84 @@ async fn reported_properties_reach_the_cloud_and_desired_changes_reach_the_modul
     };
     assert_eq!(patch["desired_patch"]["color"], "blue");
     m.success(T).await;
+    hub.stop().await;
+    cloud.started.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_method_answer_sent_just_before_disconnecting_still_reaches_the_cloud() {
+    // As the Node SDK does: the answer goes out at QoS 0 and the module exits at once.
+    let module = Module::new("quitter");
+    let cloud = Cloud::start(loopback(), std::slice::from_ref(&module)).await;
+    let hub = EdgeHub::start(EdgeHubSpec {
+        modules: vec![module.clone()],
+        routes: json!({}),
+        upstream: Some(cloud.upstream()),
+        registry: None,
+    })
+    .await;
+    let mut raw = RawModule::connect(&hub, &module).await;
+    raw.client
+        .subscribe("$iothub/methods/POST/#", rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    loop {
+        if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) = raw.poll().await {
+            break;
+        }
+    }
+
+    let invoker = cloud.hub().clone();
+    let invocation = tokio::spawn(async move {
+        // 404 until the edge hub has subscribed upstream for the module.
+        let deadline = Instant::now() + T;
+        loop {
+            let request = serde_json::from_value(
+                json!({"methodName": "stop", "payload": {}, "responseTimeoutInSeconds": 20}),
+            )
+            .unwrap();
+            match invoker
+                .invoke_method(EDGE.into(), Some("quitter".into()), request)
+                .await
+            {
+                Ok(r) => break r,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("method never reached the module: {e}"),
+            }
+        }
+    });
+    let rid = loop {
+        if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = raw.poll().await {
+            let (_, rid) = p.topic.split_once("$rid=").expect("a request id");
+            break rid.to_owned();
+        }
+    };
+    raw.client
+        .publish(
+            format!("$iothub/methods/res/200/?$rid={rid}"),
+            rumqttc::QoS::AtMostOnce,
+            false,
+            br#"{"stopping":true}"#.to_vec(),
+        )
+        .await
+        .unwrap();
+    raw.client.disconnect().await.unwrap();
+    // Until the DISCONNECT has gone out (the answer before it).
+    while let Ok(event) = raw.events.poll().await {
+        if let rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect) = event {
+            break;
+        }
+    }
+    drop(raw);
+
+    let response = tokio::time::timeout(T, invocation)
+        .await
+        .expect("the invocation ended")
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.payload, json!({"stopping": true}));
     hub.stop().await;
     cloud.started.shutdown().await;
 }
