@@ -194,3 +194,116 @@ fn power_loss_at_any_write_keeps_exactly_the_committed_appends() {
         );
     }
 }
+
+/// What survives must be a state some commit left: (payloads of `slow`, payloads of `e`).
+type Survivor = (Vec<String>, Vec<String>);
+
+#[test]
+fn power_loss_during_batches_and_compaction_keeps_exactly_the_committed_state() {
+    // Each commit acknowledges the previous batch of `e` and appends a new batch that shares a
+    // blob with one message for `slow`, which nobody reads: every blob turns sparse one commit
+    // later and is compacted the commit after (compaction waits one quiet commit here).
+    let steps = 8u64;
+    let config = Config {
+        compact_after_commits: 1,
+        ..Config::default()
+    };
+    let run = |disk: &Disk| -> Vec<Survivor> {
+        let mut states = vec![(Vec::new(), Vec::new())];
+        let Ok(mut store) =
+            Store::open_with_backend(disk.clone(), "<test disk>", config.clone(), clock())
+        else {
+            return states;
+        };
+        if store.add_endpoint("e").is_err() || store.add_endpoint("slow").is_err() {
+            return states;
+        }
+        let (mut slow, mut last_e): (Vec<String>, Option<u64>) = (Vec::new(), None);
+        for step in 0..steps {
+            let batch: Vec<(String, &str)> = (0..4)
+                .map(|i| {
+                    let to = if i == 3 { "slow" } else { "e" };
+                    (format!("step {step} message {i}"), to)
+                })
+                .collect();
+            let committed = store.write(|tx| {
+                if let Some(seq) = last_e {
+                    tx.ack_through("e", crate::Offset::new(crate::DEFAULT_PRIORITY, seq))
+                        .map_err(|_| StorageError::Closed)?;
+                }
+                let mut seqs = Vec::new();
+                for (payload, to) in &batch {
+                    let message =
+                        NewMessage::new(payload.clone().into_bytes(), vec![Target::new(*to)]);
+                    seqs.push(tx.append(&message).map_err(|_| StorageError::Closed)?.seq);
+                }
+                Ok::<_, StorageError>(seqs)
+            });
+            let Ok(Ok(seqs)) = committed else { break };
+            last_e = seqs.get(2).copied();
+            slow.push(batch[3].0.clone());
+            let e = batch[..3].iter().map(|(p, _)| p.clone()).collect();
+            states.push((slow.clone(), e));
+        }
+        states
+    };
+    let clean = Disk::new();
+    let states = run(&clean);
+    assert_eq!(states.len() as u64, steps + 1);
+    let store =
+        Store::open_with_backend(clean.clone(), "<test disk>", config.clone(), clock()).unwrap();
+    let stats = store.stats();
+    let appended: u64 = (0..steps)
+        .map(|s| {
+            (0..4)
+                .map(|i| format!("step {s} message {i}").len() as u64)
+                .sum::<u64>()
+        })
+        .sum();
+    assert!(
+        stats.blob_bytes < appended && stats.blob_bytes <= 2 * stats.bytes,
+        "compaction should have run: {stats:?}, {appended} bytes appended"
+    );
+    drop(store);
+    let total_calls = clean.calls.load(Ordering::SeqCst);
+
+    for crash_at in 0..total_calls {
+        let disk = Disk::new();
+        disk.fail_after(crash_at);
+        let states = run(&disk);
+        let Ok(store) = Store::open_with_backend(
+            disk.after_power_loss(),
+            "<test disk>",
+            config.clone(),
+            clock(),
+        ) else {
+            assert_eq!(
+                states.len(),
+                1,
+                "crash at call {crash_at}: commits were lost"
+            );
+            continue;
+        };
+        store.verify().unwrap();
+        let endpoints = store.reader().endpoints().unwrap();
+        let read = |endpoint: &str| -> Vec<String> {
+            if !endpoints.iter().any(|e| e == endpoint) {
+                return Vec::new();
+            }
+            store
+                .reader()
+                .peek(endpoint, PeekOptions::head(usize::MAX))
+                .unwrap()
+                .deliveries
+                .iter()
+                .map(|d| String::from_utf8(d.payload.to_vec()).unwrap())
+                .collect()
+        };
+        let survivor = (read("slow"), read("e"));
+        assert_eq!(
+            &survivor,
+            states.last().unwrap(),
+            "crash at storage call {crash_at} of {total_calls}"
+        );
+    }
+}
