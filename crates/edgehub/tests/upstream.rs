@@ -5,13 +5,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ironedge_hub::storage::TelemetryFilter;
 use serde_json::{Value, json};
-use support::cloud::Cloud;
+use support::cloud::{Cloud, direct_method_round_trip, invoke_when_subscribed};
 use support::{
-    EDGE, EdgeHub, EdgeHubSpec, Module, ModuleProcess, ModuleTransport, RawModule, loopback,
+    EDGE, EdgeHub, EdgeHubSpec, Module, ModuleLanguage, ModuleProcess, ModuleTransport, RawModule,
+    loopback,
 };
 
 const T: Duration = Duration::from_secs(90);
@@ -62,67 +63,23 @@ async fn upstream_telemetry_reaches_the_cloud_as_the_sending_module_with_its_pro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_direct_method_invoked_at_the_cloud_reaches_the_module_and_its_answer_returns() {
-    direct_method_round_trip(ModuleTransport::Mqtt).await;
+    direct_method_round_trip(ModuleLanguage::Python, ModuleTransport::Mqtt, "responder").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_direct_method_reaches_a_module_connected_over_websocket_and_its_answer_returns() {
-    direct_method_round_trip(ModuleTransport::WebSocket).await;
-}
-
-async fn direct_method_round_trip(transport: ModuleTransport) {
-    let module = Module::new("responder");
-    let cloud = Cloud::start(loopback(), std::slice::from_ref(&module)).await;
-    let hub = EdgeHub::start(EdgeHubSpec {
-        modules: vec![module.clone()],
-        routes: json!({}),
-        upstream: Some(cloud.upstream()),
-        registry: None,
-    })
+    direct_method_round_trip(
+        ModuleLanguage::Python,
+        ModuleTransport::WebSocket,
+        "responder",
+    )
     .await;
-    let mut m = ModuleProcess::spawn_over(&hub, &module, transport, "methods", json!({"count": 1}));
-    m.expect("ready", T).await;
-
-    // The edge hub subscribes upstream once the module subscribed; until then the cloud says 404.
-    let deadline = Instant::now() + T;
-    let response = loop {
-        let request = serde_json::from_value(
-            json!({"methodName": "ping", "payload": {"n": 7}, "responseTimeoutInSeconds": 20}),
-        )
-        .unwrap();
-        match cloud
-            .hub()
-            .invoke_method(EDGE.into(), Some("responder".into()), request)
-            .await
-        {
-            Ok(r) => break r,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("method never reached the module: {e}"),
-        }
-    };
-    assert_eq!(response.status, 200);
-    assert_eq!(response.payload, json!({"echo": {"n": 7}}));
-    let call = m.expect("method", T).await;
-    assert_eq!(call["method"], "ping");
-    m.success(T).await;
-    hub.stop().await;
-    cloud.started.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reported_properties_reach_the_cloud_and_desired_changes_reach_the_module() {
     let module = Module::new("twinmod");
-    let cloud = Cloud::start(loopback(), std::slice::from_ref(&module)).await;
-    let hub = EdgeHub::start(EdgeHubSpec {
-        modules: vec![module.clone()],
-        routes: json!({}),
-        upstream: Some(cloud.upstream()),
-        registry: None,
-    })
-    .await;
+    let (cloud, hub) = Cloud::with_edge_hub(&module).await;
     let mut m = ModuleProcess::spawn(
         &hub,
         &module,
@@ -133,46 +90,12 @@ async fn reported_properties_reach_the_cloud_and_desired_changes_reach_the_modul
     m.expect("twin", T).await;
 
     // Reported: acknowledged locally at once, synced to the cloud shortly after.
-    let deadline = Instant::now() + T;
-    loop {
-        let twin = cloud
-            .hub()
-            .get_twin(EDGE.into(), Some("twinmod".into()))
-            .await
-            .unwrap();
-        if twin["properties"]["reported"]["fw"] == "1.2" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "reported patch never reached the cloud: {twin}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cloud.wait_reported("twinmod", "fw", &json!("1.2"), T).await;
 
-    // Desired: the module listens; patch until its notification arrives (the first patch may
-    // precede the edge hub's upstream subscription).
-    let mut n = 0;
-    let patch = loop {
-        n += 1;
-        let p =
-            serde_json::from_value(json!({"properties": {"desired": {"color": "blue", "n": n}}}))
-                .unwrap();
-        cloud
-            .hub()
-            .patch_twin(
-                EDGE.into(),
-                Some("twinmod".into()),
-                p,
-                ironedge_hub::registry::IfMatch::Any,
-            )
-            .await
-            .unwrap();
-        match tokio::time::timeout(Duration::from_secs(2), m.expect("desired_patch", T)).await {
-            Ok(v) => break v,
-            Err(_) => assert!(n < 30, "no desired patch reached the module"),
-        }
-    };
+    // Desired: the module listens; its notification arrives.
+    let patch = cloud
+        .patch_desired_until_notified("twinmod", "blue", &mut m, T)
+        .await;
     assert_eq!(patch["desired_patch"]["color"], "blue");
     m.success(T).await;
     hub.stop().await;
@@ -183,14 +106,7 @@ async fn reported_properties_reach_the_cloud_and_desired_changes_reach_the_modul
 async fn a_method_answer_sent_just_before_disconnecting_still_reaches_the_cloud() {
     // As the Node SDK does: the answer goes out at QoS 0 and the module exits at once.
     let module = Module::new("quitter");
-    let cloud = Cloud::start(loopback(), std::slice::from_ref(&module)).await;
-    let hub = EdgeHub::start(EdgeHubSpec {
-        modules: vec![module.clone()],
-        routes: json!({}),
-        upstream: Some(cloud.upstream()),
-        registry: None,
-    })
-    .await;
+    let (cloud, hub) = Cloud::with_edge_hub(&module).await;
     let mut raw = RawModule::connect(&hub, &module).await;
     raw.client
         .subscribe("$iothub/methods/POST/#", rumqttc::QoS::AtMostOnce)
@@ -204,24 +120,7 @@ async fn a_method_answer_sent_just_before_disconnecting_still_reaches_the_cloud(
 
     let invoker = cloud.hub().clone();
     let invocation = tokio::spawn(async move {
-        // 404 until the edge hub has subscribed upstream for the module.
-        let deadline = Instant::now() + T;
-        loop {
-            let request = serde_json::from_value(
-                json!({"methodName": "stop", "payload": {}, "responseTimeoutInSeconds": 20}),
-            )
-            .unwrap();
-            match invoker
-                .invoke_method(EDGE.into(), Some("quitter".into()), request)
-                .await
-            {
-                Ok(r) => break r,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("method never reached the module: {e}"),
-            }
-        }
+        invoke_when_subscribed(&invoker, "quitter", "stop", json!({}), T).await
     });
     let rid = loop {
         if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = raw.poll().await {

@@ -40,22 +40,7 @@ pub const EDGE: &str = "edge1";
 /// `scripts/test`), else what `scripts/python-env` creates.
 pub fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        if let Some(p) = std::env::var_os("IRONEDGE_PYTHON") {
-            return PathBuf::from(p);
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python-env");
-        let out = std::process::Command::new("bash")
-            .arg(script)
-            .output()
-            .expect("run scripts/python-env");
-        assert!(
-            out.status.success(),
-            "scripts/python-env failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    PY.get_or_init(|| from_env_or_script("IRONEDGE_PYTHON", "python-env"))
 }
 
 /// The directory whose `node_modules` holds the pinned `azure-iot-device` and
@@ -64,22 +49,7 @@ pub fn python() -> &'static Path {
 pub fn node_sdk() -> &'static Path {
     static SDK: OnceLock<PathBuf> = OnceLock::new();
     SDK.get_or_init(|| {
-        let dir = match std::env::var_os("IRONEDGE_NODE_SDK") {
-            Some(p) => PathBuf::from(p),
-            None => {
-                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/node-env");
-                let out = std::process::Command::new("bash")
-                    .arg(script)
-                    .output()
-                    .expect("run scripts/node-env");
-                assert!(
-                    out.status.success(),
-                    "scripts/node-env failed (run it by hand to see why): {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-            }
-        };
+        let dir = from_env_or_script("IRONEDGE_NODE_SDK", "node-env");
         for package in ["azure-iot-device", "azure-iot-device-mqtt"] {
             let manifest = dir.join("node_modules").join(package).join("package.json");
             assert!(
@@ -91,6 +61,26 @@ pub fn node_sdk() -> &'static Path {
         }
         dir
     })
+}
+
+/// The path in `var`, else the one `scripts/<script>` prints (it installs what is missing).
+fn from_env_or_script(var: &str, script: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
+        return PathBuf::from(p);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(script);
+    let out = std::process::Command::new("bash")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} failed (run it by hand to see why): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// A loopback address of its own for each test (the SDK always dials port 8883).
