@@ -27,6 +27,8 @@ enum Op {
         priority: u8,
         len: u8,
     },
+    /// Appends in one commit (they share a payload blob): (endpoint and priority, length).
+    AppendBatch(Vec<(u8, u8)>),
     Ack {
         endpoint: u8,
         mask: u8,
@@ -104,7 +106,12 @@ type Model = BTreeMap<&'static str, BTreeMap<(u32, u64), Vec<u8>>>;
 
 fn open(disk: &Disk) -> Option<Store> {
     let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1)));
-    Store::open_with_backend(disk.clone(), "<fuzz disk>", Config::default(), clock).ok()
+    // Compaction after one quiet commit, so that short inputs reach it.
+    let config = Config {
+        compact_after_commits: 1,
+        ..Config::default()
+    };
+    Store::open_with_backend(disk.clone(), "<fuzz disk>", config, clock).ok()
 }
 
 fn check(store: &Store, model: &Model) {
@@ -175,6 +182,32 @@ fuzz_target!(|ops: Vec<Op>| {
                             .get_mut(endpoint)
                             .expect("append succeeded, so the endpoint exists");
                         queue.insert((priority, appended.seq), payload.clone());
+                    }
+                }
+            }
+            Op::AppendBatch(batch) => {
+                let batch: Vec<(&'static str, u32, Vec<u8>)> = batch
+                    .into_iter()
+                    .take(16)
+                    .map(|(to, len)| (name(to), u32::from(to % 3), vec![to ^ len; len as usize]))
+                    .collect();
+                let appended = store.write(|tx| {
+                    batch
+                        .iter()
+                        .map(|(to, priority, payload)| {
+                            let target = Target::new(*to).with_priority(*priority);
+                            tx.append(&NewMessage::new(payload.clone(), vec![target]))
+                        })
+                        .collect::<Vec<_>>()
+                });
+                if let Ok(results) = appended {
+                    for ((to, priority, payload), result) in batch.into_iter().zip(results) {
+                        if let Ok(appended) = result {
+                            let queue = model
+                                .get_mut(to)
+                                .expect("append succeeded, so the endpoint exists");
+                            queue.insert((priority, appended.seq), payload);
+                        }
                     }
                 }
             }
