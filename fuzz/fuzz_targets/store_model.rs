@@ -106,9 +106,11 @@ type Model = BTreeMap<&'static str, BTreeMap<(u32, u64), Vec<u8>>>;
 
 fn open(disk: &Disk) -> Option<Store> {
     let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1)));
-    // Compaction after one quiet commit, so that short inputs reach it.
+    // Compaction after one quiet commit, so that short inputs reach it; payloads over 64 bytes
+    // (of up to 255) go to blobs, the others stay inline.
     let config = Config {
         compact_after_commits: 1,
+        inline_payload_max: 64,
         ..Config::default()
     };
     Store::open_with_backend(disk.clone(), "<fuzz disk>", config, clock).ok()

@@ -22,6 +22,9 @@ pub struct Config {
     pub quota_policy: QuotaPolicy,
     /// Largest payload accepted by an append.
     pub max_message_bytes: usize,
+    /// Payloads up to this size stay in their message record; larger ones are packed into the
+    /// commit's payload blob (see `DESIGN.md`).
+    pub inline_payload_max: usize,
     /// Most operations the writer puts in one transaction.
     pub max_batch_ops: usize,
     /// Most payload bytes the writer puts in one transaction.
@@ -48,6 +51,7 @@ impl Default for Config {
             quota_bytes: None,
             quota_policy: QuotaPolicy::EvictOldest,
             max_message_bytes: 4 * 1024 * 1024,
+            inline_payload_max: 1024,
             max_batch_ops: 4096,
             max_batch_bytes: 16 * 1024 * 1024,
             max_batch_time: Duration::from_millis(50),

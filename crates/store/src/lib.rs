@@ -47,7 +47,6 @@ mod error;
 mod handle;
 mod kv;
 mod message;
-mod migrate;
 mod reader;
 mod records;
 mod state;

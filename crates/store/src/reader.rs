@@ -17,7 +17,7 @@ use crate::error::{During, KvError, PeekError, StorageError};
 use crate::kv::{KvQueue, KvTable, decode};
 use crate::message::{Delivery, Offset, PeekOptions, Peeked, ReadCursor};
 use crate::stats::{EndpointStats, StoreStats};
-use crate::tables::{ENDPOINTS, MESSAGES, MessageRecord, QUEUES, STORE_META, meta_keys};
+use crate::tables::{ENDPOINTS, MESSAGES, MessageRecord, Payload, QUEUES, STORE_META, meta_keys};
 use crate::transaction::{kv_queue, kv_table};
 
 /// Reads queues, counters and key-value tables; cheap to clone and share between threads.
@@ -126,8 +126,10 @@ impl Reader {
                                 "endpoint {endpoint:?} references missing message {seq}"
                             ),
                         })?;
-                let location = MessageRecord::new(record.value()).location();
-                let payload = payloads.get(&location, seq)?;
+                let payload = match MessageRecord::new(record.value()).payload() {
+                    Payload::Inline(bytes) => Bytes::copy_from_slice(bytes),
+                    Payload::InBlob(location) => payloads.get(&location, seq)?,
+                };
                 bytes += size;
                 peeked.deliveries.push(Delivery {
                     offset: Offset::new(priority, seq),

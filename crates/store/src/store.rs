@@ -23,7 +23,7 @@ use crate::tables::{
     STORE_META, meta_keys,
 };
 use crate::transaction::{Effects, Tx};
-use crate::{migrate, verify};
+use crate::verify;
 
 /// The durable store: per-endpoint message queues and typed key-value tables in one redb file.
 ///
@@ -239,15 +239,11 @@ fn init(txn: &WriteTransaction, path: &Path) -> Result<State, OpenError> {
     match found {
         Some(SCHEMA_VERSION) => {}
         Some(SCHEMA_INLINE_PAYLOADS) => {
-            let converted = migrate::inline_payloads_to_blobs(txn, &mut meta).map_err(storage)?;
+            // Its records all read as records with inline payloads: only the version changes.
             meta.insert(meta_keys::SCHEMA_VERSION, SCHEMA_VERSION)
                 .during("write schema version")
                 .map_err(storage)?;
-            tracing::info!(
-                path = %path.display(),
-                messages = converted,
-                "store converted to schema {SCHEMA_VERSION} (payloads packed into blobs)"
-            );
+            tracing::info!(path = %path.display(), "store upgraded to schema {SCHEMA_VERSION}");
         }
         Some(found) => {
             return Err(OpenError::UnsupportedVersion {

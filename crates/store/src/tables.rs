@@ -16,7 +16,8 @@ pub(crate) const RESERVED_PREFIX: &str = "store/";
 /// The schema this build reads and writes.
 pub(crate) const SCHEMA_VERSION: u64 = 2;
 
-/// The schema before payloads moved into blobs; opening such a file converts it.
+/// The schema before payloads could live in blobs; its records read as inline ones, so opening
+/// such a file only records the new version.
 pub(crate) const SCHEMA_INLINE_PAYLOADS: u64 = 1;
 
 /// `seq → message record`: every stored message, once, with the list of endpoint references
@@ -141,27 +142,67 @@ pub(crate) struct RefTarget {
 
 const TARGET_LEN: usize = 16;
 
-/// A stored message: `[u16 n][n × (u32 endpoint, u32 priority, u64 expires)][location]`.
+/// Set in a record's target count when the payload is in a blob (schema 1 never set it: its
+/// records all read as inline).
+const IN_BLOB: u16 = 0x8000;
+
+/// Most targets a record holds (an append has at most one per endpoint).
+const MAX_TARGETS: usize = 0x7FFF;
+
+/// Where a stored message's payload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Payload<'a> {
+    /// In the record itself.
+    Inline(&'a [u8]),
+    /// In a blob.
+    InBlob(Location),
+}
+
+impl Payload<'_> {
+    /// The payload's length in bytes.
+    pub(crate) fn len(&self) -> u32 {
+        match self {
+            // Bounded by `Config::max_message_bytes`, itself at most `u32::MAX`.
+            #[allow(clippy::cast_possible_truncation)]
+            Payload::Inline(bytes) => bytes.len() as u32,
+            Payload::InBlob(location) => location.len,
+        }
+    }
+
+    /// The blob holding it, if any.
+    pub(crate) fn location(&self) -> Option<Location> {
+        match self {
+            Payload::Inline(_) => None,
+            Payload::InBlob(location) => Some(*location),
+        }
+    }
+}
+
+/// A stored message: `[u16 flag | n][n × (u32 endpoint, u32 priority, u64 expires)]` then the
+/// payload itself, or with the flag `IN_BLOB` its location `[u64 blob, u32 offset, u32 len]`.
 ///
-/// Keeping the references in the same record as the payload's location makes an append one
-/// insert and the last acknowledgement of a message one remove.
+/// Keeping the references in the same record as the payload makes an append one insert and the
+/// last acknowledgement of a message one remove.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct MessageRecord<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> MessageRecord<'a> {
-    /// Reads a record; a damaged one reads as no targets and a location in no blob.
+    /// Reads a record; a damaged one reads as no targets and an empty payload.
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Self { bytes }
     }
 
-    fn target_count(&self) -> usize {
-        let n = self
-            .bytes
+    fn header(&self) -> u16 {
+        self.bytes
             .get(0..2)
             .and_then(|b| b.try_into().ok())
-            .map_or(0, u16::from_le_bytes) as usize;
+            .map_or(0, u16::from_le_bytes)
+    }
+
+    fn target_count(&self) -> usize {
+        let n = (self.header() & !IN_BLOB) as usize;
         n.min(self.bytes.len().saturating_sub(2) / TARGET_LEN)
     }
 
@@ -180,40 +221,42 @@ impl<'a> MessageRecord<'a> {
             .collect()
     }
 
-    /// Where the payload is stored.
-    pub(crate) fn location(&self) -> Location {
-        Location::decode(
-            self.bytes
-                .get(2 + self.target_count() * TARGET_LEN..)
-                .unwrap_or_default(),
-        )
-    }
-
-    /// The bytes after the references: the payload itself in a schema 1 record.
-    pub(crate) fn inline_payload(&self) -> &'a [u8] {
+    fn tail(&self) -> &'a [u8] {
         self.bytes
             .get(2 + self.target_count() * TARGET_LEN..)
             .unwrap_or_default()
     }
 
-    /// The encoded length of a record with `targets`.
-    pub(crate) fn encoded_len(targets: usize) -> usize {
-        2 + targets * TARGET_LEN + Location::ENCODED_LEN
+    /// The payload, or where it is.
+    pub(crate) fn payload(&self) -> Payload<'a> {
+        if self.header() & IN_BLOB == 0 {
+            Payload::Inline(self.tail())
+        } else {
+            Payload::InBlob(Location::decode(self.tail()))
+        }
     }
 
-    /// Encodes a record with at most `u16::MAX` targets (an append has at most one per endpoint).
-    pub(crate) fn encode(targets: &[RefTarget], location: &Location) -> Vec<u8> {
-        let n = targets.len().min(u16::MAX as usize);
-        let mut out = vec![0; Self::encoded_len(n)];
+    /// Encodes a record (at most `MAX_TARGETS` targets are kept).
+    pub(crate) fn encode(targets: &[RefTarget], payload: &Payload<'_>) -> Vec<u8> {
+        let (flag, tail_len) = match payload {
+            Payload::Inline(bytes) => (0, bytes.len()),
+            Payload::InBlob(_) => (IN_BLOB, Location::ENCODED_LEN),
+        };
+        let n = targets.len().min(MAX_TARGETS);
+        let mut out = vec![0; 2 + n * TARGET_LEN + tail_len];
         #[allow(clippy::cast_possible_truncation)] // bounded above
-        out[0..2].copy_from_slice(&(n as u16).to_le_bytes());
+        out[0..2].copy_from_slice(&(flag | n as u16).to_le_bytes());
         for (i, target) in targets.iter().take(n).enumerate() {
             let at = 2 + i * TARGET_LEN;
             out[at..at + 4].copy_from_slice(&target.endpoint_id.to_le_bytes());
             out[at + 4..at + 8].copy_from_slice(&target.priority.to_le_bytes());
             out[at + 8..at + 16].copy_from_slice(&target.expires_at.to_le_bytes());
         }
-        location.encode_into(&mut out[2 + n * TARGET_LEN..]);
+        let tail = &mut out[2 + n * TARGET_LEN..];
+        match payload {
+            Payload::Inline(bytes) => tail.copy_from_slice(bytes),
+            Payload::InBlob(location) => location.encode_into(tail),
+        }
         out
     }
 }
@@ -308,10 +351,15 @@ mod tests {
             offset: 40,
             len: 3,
         };
-        let bytes = MessageRecord::encode(&targets, &location);
+        let bytes = MessageRecord::encode(&targets, &Payload::InBlob(location));
         let record = MessageRecord::new(&bytes);
         assert_eq!(record.targets(), targets);
-        assert_eq!(record.location(), location);
+        assert_eq!(record.payload(), Payload::InBlob(location));
+        let bytes = MessageRecord::encode(&targets, &Payload::Inline(b"abc"));
+        let record = MessageRecord::new(&bytes);
+        assert_eq!(record.targets(), targets);
+        assert_eq!(record.payload(), Payload::Inline(b"abc"));
+        assert_eq!(record.payload().len(), 3);
 
         let record = EndpointRecord {
             id: 3,
@@ -335,8 +383,14 @@ mod tests {
         assert_eq!(QueueEntry::from_bytes(&[1, 2, 3]).size, 0);
         assert!(MessageRecord::new(&[9]).targets().is_empty());
         assert!(MessageRecord::new(&[200, 0, 1]).targets().is_empty());
-        assert_eq!(MessageRecord::new(&[0, 0, 1]).location().blob, 0);
-        assert_eq!(MessageRecord::new(&[]).location().len, 0);
+        assert_eq!(
+            MessageRecord::new(&[0, 0x80, 1])
+                .payload()
+                .location()
+                .map(|l| l.blob),
+            Some(0)
+        );
+        assert_eq!(MessageRecord::new(&[]).payload(), Payload::Inline(b""));
         assert_eq!(EndpointRecord::from_bytes(&[]).id, 0);
     }
 }

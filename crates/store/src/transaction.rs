@@ -22,7 +22,7 @@ use crate::state::{EndpointState, State};
 use crate::stats::EndpointStats;
 use crate::tables::{
     ENDPOINTS, EXPIRY, EndpointRecord, ExpiryKey, KV_QUEUE_IDS, MESSAGES, MessageRecord, NEVER,
-    QUEUES, QueueEntry, QueueKey, RefTarget, STORE_META,
+    Payload, QUEUES, QueueEntry, QueueKey, RefTarget, STORE_META,
 };
 
 /// Longest endpoint name accepted.
@@ -329,8 +329,12 @@ impl<'t> Tx<'t> {
         #[allow(clippy::cast_possible_truncation)] // bounded by `limit` above
         let size32 = size as u32;
         let err = "append message";
-        let location = self.stage_payload(seq, &message.payload)?;
-        let record = MessageRecord::encode(&targets, &location);
+        let payload = if size <= self.config.inline_payload_max {
+            Payload::Inline(&message.payload)
+        } else {
+            Payload::InBlob(self.stage_payload(seq, &message.payload)?)
+        };
+        let record = MessageRecord::encode(&targets, &payload);
         self.messages.insert(seq, record.as_slice()).during(err)?;
         for target in &targets {
             let entry = QueueEntry {
@@ -442,12 +446,13 @@ impl<'t> Tx<'t> {
             return Ok(false);
         };
         let record = MessageRecord::new(removed.value());
-        let (targets, location) = (record.targets(), record.location());
+        let (targets, payload) = (record.targets(), record.payload());
+        let (len, location) = (payload.len(), payload.location());
         drop(removed);
         for target in &targets {
             self.unqueue((target.endpoint_id, target.priority, seq), Removal::Evicted)?;
         }
-        self.forget_message(&location);
+        self.forget_message(len, location);
         self.state.evicted_messages += 1;
         self.dirty = true;
         Ok(true)
@@ -506,26 +511,28 @@ impl<'t> Tx<'t> {
             return Ok(());
         };
         let record = MessageRecord::new(removed.value());
-        let (mut targets, location) = (record.targets(), record.location());
-        drop(removed);
+        let mut targets = record.targets();
         targets.retain(|t| t.endpoint_id != endpoint_id);
         if targets.is_empty() {
-            self.forget_message(&location);
+            let payload = record.payload();
+            let (len, location) = (payload.len(), payload.location());
+            drop(removed);
+            self.forget_message(len, location);
             return Ok(());
         }
         // Other endpoints still hold it: write it back with the shorter list.
-        let record = MessageRecord::encode(&targets, &location);
+        let record = MessageRecord::encode(&targets, &record.payload());
+        drop(removed);
         self.messages.insert(seq, record.as_slice()).during(err)?;
         Ok(())
     }
 
-    fn forget_message(&mut self, location: &Location) {
-        self.state.total_bytes = self
-            .state
-            .total_bytes
-            .saturating_sub(u64::from(location.len));
+    fn forget_message(&mut self, len: u32, location: Option<Location>) {
+        self.state.total_bytes = self.state.total_bytes.saturating_sub(u64::from(len));
         self.state.messages = self.state.messages.saturating_sub(1);
-        self.usage_change(location.blob, UsageDelta::removed(location.len));
+        if let Some(location) = location {
+            self.usage_change(location.blob, UsageDelta::removed(location.len));
+        }
     }
 
     fn usage_change(&mut self, blob: u64, delta: UsageDelta) {
@@ -603,12 +610,12 @@ impl<'t> Tx<'t> {
         for (seq, old) in view.directory(blob) {
             let Some((targets, current)) = self.messages.get(seq).during(err)?.map(|v| {
                 let record = MessageRecord::new(v.value());
-                (record.targets(), record.location())
+                (record.targets(), record.payload().location())
             }) else {
                 continue;
             };
             // Moved or deleted since the blob was written: the directory entry is stale.
-            if current != old {
+            if current != Some(old) {
                 continue;
             }
             let payload = view
@@ -617,7 +624,7 @@ impl<'t> Tx<'t> {
                     detail: format!("message {seq} lies outside payload blob {blob}"),
                 })?;
             let location = self.stage_payload(seq, payload)?;
-            let record = MessageRecord::encode(&targets, &location);
+            let record = MessageRecord::encode(&targets, &Payload::InBlob(location));
             self.messages.insert(seq, record.as_slice()).during(err)?;
             self.usage_change(blob, UsageDelta::removed(old.len));
             moved += u64::from(old.len);

@@ -90,7 +90,7 @@ fn check_tables(
                 if !listed {
                     p.push(|| format!("queue entry {endpoint}/{priority}/{seq} missing from its message's references"));
                 }
-                if record.location().len != value.size {
+                if record.payload().len() != value.size {
                     p.push(|| {
                         format!("queue entry {endpoint}/{priority}/{seq} has the wrong size")
                     });
@@ -130,18 +130,20 @@ fn check_tables(
         let (seq, stored) = entry.during(err)?;
         let seq = seq.value();
         let record = MessageRecord::new(stored.value());
-        let location = record.location();
+        let payload = record.payload();
         count += 1;
-        bytes += u64::from(location.len);
-        let usage = used.entry(location.blob).or_default();
-        usage.live_count += 1;
-        usage.live_bytes += u64::from(location.len);
-        let in_blob = blobs
-            .get(location.blob)
-            .during(err)?
-            .is_some_and(|b| BlobView::new(b.value()).payload(&location).is_some());
-        if !in_blob {
-            p.push(|| format!("message {seq} points at a payload its blob does not hold"));
+        bytes += u64::from(payload.len());
+        if let Some(location) = payload.location() {
+            let usage = used.entry(location.blob).or_default();
+            usage.live_count += 1;
+            usage.live_bytes += u64::from(location.len);
+            let in_blob = blobs
+                .get(location.blob)
+                .during(err)?
+                .is_some_and(|b| BlobView::new(b.value()).payload(&location).is_some());
+            if !in_blob {
+                p.push(|| format!("message {seq} points at a payload its blob does not hold"));
+            }
         }
         let targets = record.targets();
         if targets.is_empty() {

@@ -148,10 +148,11 @@ fn stragglers_are_compacted_out_of_dead_blobs_after_a_quiet_spell() {
 #[test]
 fn a_message_shared_by_endpoints_keeps_its_blob_until_the_last_ack() {
     let mut t = TestStore::with_endpoints(Config::default(), &["a", "b"]);
-    let seq = t.append("shared", vec![at("a", 0), at("b", 3)]);
+    let shared = "shared ".repeat(300);
+    let seq = t.append(&shared, vec![at("a", 0), at("b", 3)]);
     t.store().ack("a", &[Offset::new(0, seq)]).unwrap();
-    assert_eq!(t.payloads("b"), vec!["shared"]);
-    assert_eq!(t.store().stats().blob_bytes, 6);
+    assert_eq!(t.payloads("b"), vec![shared.clone()]);
+    assert_eq!(t.store().stats().blob_bytes, shared.len() as u64);
     t.store().ack("b", &[Offset::new(3, seq)]).unwrap();
     assert_eq!(t.store().stats().blob_bytes, 0);
     t.store().verify().unwrap();
@@ -179,15 +180,17 @@ fn a_message_larger_than_a_blob_gets_one_of_its_own() {
 #[test]
 fn quota_eviction_inside_the_commit_that_filled_the_blob_keeps_counters_right() {
     let config = Config {
-        quota_bytes: Some(10 * 1000),
+        quota_bytes: Some(10 * 2000),
         ..Config::default()
     };
     let mut t = TestStore::with_endpoints(config, &["fast", "slow"]);
-    // 25 × 1000 bytes in one commit under a 10 000-byte quota: the first 15 are evicted from
+    // 25 × 2000 bytes in one commit under a 20 000-byte quota: the first 15 are evicted from
     // the very blob this commit is still building.
-    append_batch(t.store(), 0, 25, 1000, 1);
+    append_batch(t.store(), 0, 25, 2000, 1);
     let stats = t.store().stats();
-    assert_eq!((stats.messages, stats.bytes), (10, 10 * 1000));
+    assert_eq!((stats.messages, stats.bytes), (10, 10 * 2000));
+    // The blob was written whole; the evicted payloads in it are dead bytes until compaction.
+    assert_eq!(stats.blob_bytes, 25 * 2000);
     assert_eq!(stats.evicted_messages_total, 15);
     assert_eq!(slow_payloads(t.store()).len(), 10);
     t.store().verify().unwrap();

@@ -272,6 +272,8 @@ impl Harness {
             max_expired_per_commit: usize::MAX,
             // Compaction after two quiet commits, so these short runs reach it often.
             compact_after_commits: 2,
+            // Payloads up to 16 bytes inline, larger ones in blobs: both kinds in every run.
+            inline_payload_max: 16,
             ..Config::default()
         };
         let store = Store::open(

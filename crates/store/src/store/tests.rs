@@ -206,6 +206,8 @@ fn power_loss_during_batches_and_compaction_keeps_exactly_the_committed_state() 
     let steps = 8u64;
     let config = Config {
         compact_after_commits: 1,
+        // These short payloads go to blobs too.
+        inline_payload_max: 8,
         ..Config::default()
     };
     let run = |disk: &Disk| -> Vec<Survivor> {
@@ -306,4 +308,116 @@ fn power_loss_during_batches_and_compaction_keeps_exactly_the_committed_state() 
             "crash at storage call {crash_at} of {total_calls}"
         );
     }
+}
+
+/// Rewrites a current store file the way schema 1 stored it: every payload inside its message
+/// record, no blob tables or counters.
+fn downgrade_to_schema_1(path: &std::path::Path) {
+    use crate::blobs::{BLOB_USAGE, BLOBS, BlobView};
+    use crate::tables::{
+        MESSAGES, MessageRecord, Payload, SCHEMA_INLINE_PAYLOADS, STORE_META, meta_keys,
+    };
+    use redb::{ReadableDatabase, ReadableTable};
+
+    let db = redb::Database::create(path).unwrap();
+    let read = db.begin_read().unwrap();
+    let blobs = read.open_table(BLOBS).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut messages = txn.open_table(MESSAGES).unwrap();
+        let old: Vec<(u64, Vec<u8>)> = messages
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (seq, record) = e.unwrap();
+                (seq.value(), record.value().to_vec())
+            })
+            .collect();
+        for (seq, record) in old {
+            let record = MessageRecord::new(&record);
+            let Payload::InBlob(location) = record.payload() else {
+                continue;
+            };
+            let blob = blobs.get(location.blob).unwrap().unwrap();
+            let payload = BlobView::new(blob.value()).payload(&location).unwrap();
+            let v1 = MessageRecord::encode(&record.targets(), &Payload::Inline(payload));
+            messages.insert(seq, v1.as_slice()).unwrap();
+        }
+        let mut meta = txn.open_table(STORE_META).unwrap();
+        meta.insert(meta_keys::SCHEMA_VERSION, SCHEMA_INLINE_PAYLOADS)
+            .unwrap();
+        meta.remove(meta_keys::NEXT_BLOB).unwrap();
+        meta.remove(meta_keys::BLOB_BYTES).unwrap();
+    }
+    txn.delete_table(BLOBS).unwrap();
+    txn.delete_table(BLOB_USAGE).unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_schema_1_file_opens_with_its_messages_intact_and_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let open = || Store::open(&path, Config::default(), clock()).unwrap();
+    let contents = |store: &Store, endpoint: &str| -> Vec<(u64, Vec<u8>)> {
+        store
+            .reader()
+            .peek(endpoint, PeekOptions::head(usize::MAX))
+            .unwrap()
+            .deliveries
+            .into_iter()
+            .map(|d| (d.offset.seq, d.payload.to_vec()))
+            .collect()
+    };
+    let mut store = open();
+    store.add_endpoint("a").unwrap();
+    store.add_endpoint("b").unwrap();
+    // Small payloads (inline) and large ones (in blobs, which schema 1 did not have).
+    store
+        .write(|tx| {
+            for i in 0..300usize {
+                let payload = vec![u8::try_from(i % 251).unwrap(); 100 + i * 37 % 3000];
+                let targets = if i % 3 == 0 {
+                    vec![Target::new("a"), Target::new("b").with_priority(2)]
+                } else {
+                    vec![Target::new("a")]
+                };
+                tx.append(&NewMessage::new(payload, targets)).unwrap();
+            }
+        })
+        .unwrap();
+    let (before_a, before_b) = (contents(&store, "a"), contents(&store, "b"));
+    let stats = store.stats();
+    assert!(
+        stats.blob_bytes > 0 && stats.blob_bytes < stats.bytes,
+        "{stats:?}"
+    );
+    drop(store);
+    downgrade_to_schema_1(&path);
+
+    let mut store = open();
+    store.verify().unwrap();
+    assert_eq!(contents(&store, "a"), before_a);
+    assert_eq!(contents(&store, "b"), before_b);
+    assert_eq!(store.stats().bytes, stats.bytes);
+    assert_eq!(
+        store.stats().blob_bytes,
+        0,
+        "schema 1 payloads stay in their records"
+    );
+    // New large messages go to blobs; acknowledging old ones works.
+    let big = vec![9u8; 5000];
+    let seq = store
+        .append(&NewMessage::new(big.clone(), vec![Target::new("b")]))
+        .unwrap()
+        .seq;
+    assert_eq!(contents(&store, "b").last(), Some(&(seq, big)));
+    let last_a = before_a.last().unwrap().0;
+    store
+        .ack_through("a", crate::Offset::new(crate::DEFAULT_PRIORITY, last_a))
+        .unwrap();
+    assert!(contents(&store, "a").is_empty());
+    store.verify().unwrap();
+    drop(store);
+    open().verify().unwrap();
 }
