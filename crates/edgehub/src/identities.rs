@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ironedge_protocol::{
     ConnectError, Identity, KeyPair, SasError, SasToken, SasVerifier, SymmetricKey,
@@ -17,6 +16,7 @@ use ironedge_store::{CachedIdentity, IdentityCredentials};
 use serde::Deserialize;
 
 use crate::client::{ClientKind, ConnectRefused, classify};
+use crate::hub::unix_now;
 use crate::upstream::TokenSource;
 
 /// Keys per identity; cheap to clone, shared by the broker and the upstream link.
@@ -94,12 +94,6 @@ pub struct Authenticated {
     pub expires_at: u64,
     /// Plug and Play model id from the username.
     pub model_id: Option<String>,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl IdentityCache {

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::authz::Subscription;
 use crate::client::ClientKind;
+use crate::hub::lock;
 
 /// A message for the broker to write to a client.
 #[derive(Debug)]
@@ -58,13 +59,6 @@ pub struct ClientHandle {
     /// The client's twin and method requests, handled one after another by one task (started
     /// on the first request).
     pub(crate) ops: OnceLock<mpsc::UnboundedSender<crate::client_ops::ClientOp>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 impl ClientHandle {
