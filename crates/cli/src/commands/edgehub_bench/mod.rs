@@ -213,6 +213,16 @@ struct RunFigures {
     p99_ms: f64,
 }
 
+impl RunFigures {
+    /// One row of the throughput table.
+    fn print_row(&self, run: &str, size: usize) {
+        println!(
+            "{:<34} {:>8} {:>12.0} {:>9.2} {:>9.2}",
+            run, size, self.throughput, self.p50_ms, self.p99_ms
+        );
+    }
+}
+
 /// Publishes `n` messages of `size` bytes at QoS 1 as fast as acks allow (or at `rate` msg/s),
 /// receives them, and measures.
 #[allow(clippy::too_many_arguments)]
@@ -472,10 +482,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
             None,
         )
         .await?;
-        println!(
-            "{:<34} {:>8} {:>12.0} {:>9.2} {:>9.2}",
-            "edge hub (routes + durable store)", size, edge.throughput, edge.p50_ms, edge.p99_ms
-        );
+        edge.print_row("edge hub (routes + durable store)", size);
         if let Some((_, port)) = &mosquitto {
             let m = pubsub(
                 host,
@@ -490,10 +497,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<ExitCode> {
                 None,
             )
             .await?;
-            println!(
-                "{:<34} {:>8} {:>12.0} {:>9.2} {:>9.2}",
-                "mosquitto 2 (plain pub/sub)", size, m.throughput, m.p50_ms, m.p99_ms
-            );
+            m.print_row("mosquitto 2 (plain pub/sub)", size);
             ratios.insert(size, edge.throughput / m.throughput);
         }
     }
